@@ -39,7 +39,11 @@ impl DcId {
     /// The DC number without the media sign and test offset (`-10002` → 2).
     pub fn number(self) -> u16 {
         let n = self.0.unsigned_abs();
-        if n > TEST_DC_OFFSET.unsigned_abs() { n - TEST_DC_OFFSET.unsigned_abs() } else { n }
+        if n > TEST_DC_OFFSET.unsigned_abs() {
+            n - TEST_DC_OFFSET.unsigned_abs()
+        } else {
+            n
+        }
     }
 
     /// Whether the index names a test DC.

@@ -17,7 +17,7 @@
 use aes::Aes256;
 use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use sha2::{Digest, Sha256};
-use subtle::{ConditionallySelectable, ConstantTimeEq, Choice};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::dc::DcId;
@@ -126,14 +126,21 @@ pub fn derive_keys(header: &[u8; HEADER_LEN], secret: Option<&Secret>) -> Header
     let forward = stream_key(&header[8..40], &header[40..56], secret);
     let backward = stream_key(&reversed[..32], &reversed[32..], secret);
     reversed.zeroize();
-    HeaderKeys { sender_to_receiver: forward, receiver_to_sender: backward }
+    HeaderKeys {
+        sender_to_receiver: forward,
+        receiver_to_sender: backward,
+    }
 }
 
 fn stream_key(seed: &[u8], iv: &[u8], secret: Option<&Secret>) -> StreamKey {
     let mut key = [0u8; 32];
     match secret {
         Some(secret) => {
-            key = Sha256::new().chain_update(seed).chain_update(secret.as_bytes()).finalize().into()
+            key = Sha256::new()
+                .chain_update(seed)
+                .chain_update(secret.as_bytes())
+                .finalize()
+                .into()
         }
         None => key.copy_from_slice(seed),
     }
@@ -302,7 +309,11 @@ pub fn open(spec: &OpenSpec<'_>, mut fill_random: impl FnMut(&mut [u8])) -> Open
     let mut encrypted = header;
     encrypt.apply(&mut encrypted);
     header[TAG_OFFSET..].copy_from_slice(&encrypted[TAG_OFFSET..]);
-    Opened { header, encrypt, decrypt: keys.receiver_to_sender.cipher() }
+    Opened {
+        header,
+        encrypt,
+        decrypt: keys.receiver_to_sender.cipher(),
+    }
 }
 
 /// Receiver side without a key (a DC, or a test double of one): opens a header sent by a proxy.
@@ -313,7 +324,12 @@ pub fn accept_keyless(header: &[u8; HEADER_LEN]) -> Option<(ProtoTag, DcId, CtrS
     let tag = ProtoTag::from_bytes([tail[0], tail[1], tail[2], tail[3]])?;
     let mut decrypt = keys.sender_to_receiver.cipher();
     decrypt.seek(HEADER_LEN as u64);
-    Some((tag, DcId::from_le_bytes([tail[4], tail[5]]), decrypt, keys.receiver_to_sender.cipher()))
+    Some((
+        tag,
+        DcId::from_le_bytes([tail[4], tail[5]]),
+        decrypt,
+        keys.receiver_to_sender.cipher(),
+    ))
 }
 
 #[cfg(test)]

@@ -23,9 +23,15 @@ fn key_derivation_matches_reference_vector() {
     let keys = derive_keys(&bytes(HEADER), Some(&secret));
     let read = &keys.sender_to_receiver;
     let write = &keys.receiver_to_sender;
-    assert_eq!(hex::encode(&read.key), "f908be338862601648dc7c87c2235fea4b04790f77430c8649bbc37ec367e287");
+    assert_eq!(
+        hex::encode(&read.key),
+        "f908be338862601648dc7c87c2235fea4b04790f77430c8649bbc37ec367e287"
+    );
     assert_eq!(hex::encode(&read.iv), "1b222930373e454c535a61686f767d84");
-    assert_eq!(hex::encode(&write.key), "c00cbd0c6c384400c4ca4623e812271d91c32f3a66a82c72b1cb5bc452de5b23");
+    assert_eq!(
+        hex::encode(&write.key),
+        "c00cbd0c6c384400c4ca4623e812271d91c32f3a66a82c72b1cb5bc452de5b23"
+    );
     assert_eq!(hex::encode(&write.iv), "a49d968f88817a736c655e575049423b");
     assert_eq!(
         hex::encode(&keystream(read, 32)),
@@ -39,7 +45,10 @@ fn key_derivation_matches_reference_vector() {
 
 #[test]
 fn counter_is_128_bit_big_endian() {
-    let key = StreamKey { key: [0; 32], iv: [0xff; 16] };
+    let key = StreamKey {
+        key: [0; 32],
+        iv: [0xff; 16],
+    };
     assert_eq!(
         hex::encode(&keystream(&key, 32)),
         "acdace8078a32b1a182bfa4987ca1347dc95c078a2408989ad48a21492842087"
@@ -48,7 +57,9 @@ fn counter_is_128_bit_big_endian() {
 
 #[test]
 fn accepts_a_client_header_and_continues_the_stream() {
-    let header: [u8; 64] = bytes("030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848246bbf84f03398f");
+    let header: [u8; 64] = bytes(
+        "030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848246bbf84f03398f",
+    );
     let other = Secret::from_bytes([7; 16]);
     let secrets = [other.clone(), Secret::from_hex(SECRET).unwrap(), other];
     let mut accepted = accept(&header, &secrets).unwrap();
@@ -64,15 +75,26 @@ fn accepts_a_client_header_and_continues_the_stream() {
 fn refuses_a_header_under_the_wrong_secret() {
     let header: [u8; 64] = bytes(HEADER);
     let secrets = [Secret::from_bytes([1; 16]), Secret::from_bytes([2; 16])];
-    assert_eq!(accept(&header, &secrets).unwrap_err(), HeaderError::NoMatchingSecret);
-    assert_eq!(accept(&header, &[]).unwrap_err(), HeaderError::NoMatchingSecret);
+    assert_eq!(
+        accept(&header, &secrets).unwrap_err(),
+        HeaderError::NoMatchingSecret
+    );
+    assert_eq!(
+        accept(&header, &[]).unwrap_err(),
+        HeaderError::NoMatchingSecret
+    );
 }
 
 #[test]
 fn open_then_accept_round_trips_both_directions() {
     let secret = Secret::from_hex(SECRET).unwrap();
     let mut counter = 0u8;
-    let spec = OpenSpec { tag: ProtoTag::Abridged, dc: DcId(10004), secret: Some(&secret), key_material: None };
+    let spec = OpenSpec {
+        tag: ProtoTag::Abridged,
+        dc: DcId(10004),
+        secret: Some(&secret),
+        key_material: None,
+    };
     let mut opened = open(&spec, |buf| {
         for b in buf.iter_mut() {
             counter = counter.wrapping_mul(31).wrapping_add(17);
@@ -81,7 +103,10 @@ fn open_then_accept_round_trips_both_directions() {
     });
     assert!(!is_forbidden_start(&opened.header[..8]));
     let mut accepted = accept(&opened.header, std::slice::from_ref(&secret)).unwrap();
-    assert_eq!((accepted.tag, accepted.dc), (ProtoTag::Abridged, DcId(10004)));
+    assert_eq!(
+        (accepted.tag, accepted.dc),
+        (ProtoTag::Abridged, DcId(10004))
+    );
 
     let mut up = *b"client to server";
     opened.encrypt.apply(&mut up);
@@ -96,7 +121,10 @@ fn open_then_accept_round_trips_both_directions() {
 
 #[test]
 fn fast_mode_material_makes_the_dc_encrypt_with_the_client_key() {
-    let client_write = StreamKey { key: [0x42; 32], iv: [0x17; 16] };
+    let client_write = StreamKey {
+        key: [0x42; 32],
+        iv: [0x17; 16],
+    };
     let spec = OpenSpec {
         tag: ProtoTag::Intermediate,
         dc: DcId(2),
@@ -127,7 +155,12 @@ fn forbidden_starts_are_regenerated() {
 
     // The first draw starts with "GET "; the header actually built must not.
     let mut draws = 0;
-    let spec = OpenSpec { tag: ProtoTag::Padded, dc: DcId(1), secret: None, key_material: None };
+    let spec = OpenSpec {
+        tag: ProtoTag::Padded,
+        dc: DcId(1),
+        secret: None,
+        key_material: None,
+    };
     let opened = open(&spec, |buf| {
         draws += 1;
         buf.fill(9);

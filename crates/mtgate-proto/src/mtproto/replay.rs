@@ -24,7 +24,12 @@ impl ReplayCache {
     /// A cache of at most `capacity` entries. With a `window`, entries older than that many
     /// seconds are forgotten (the timestamp check refuses such old hellos anyway).
     pub fn new(capacity: usize, window: Option<u64>) -> Self {
-        Self { capacity, window, seen: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity,
+            window,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Records `fingerprint` (its first [`KEY_LEN`] bytes) seen at time `now` (seconds).

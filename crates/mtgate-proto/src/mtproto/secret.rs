@@ -37,8 +37,9 @@ impl Secret {
     /// Parses a key written as 32 hex digits.
     pub fn from_hex(text: &str) -> Result<Self, SecretError> {
         let bytes = hex::decode(text.trim()).ok_or(SecretError::NotHex)?;
-        let bytes: [u8; SECRET_LEN] =
-            bytes.try_into().map_err(|v: Vec<u8>| SecretError::WrongLength(v.len()))?;
+        let bytes: [u8; SECRET_LEN] = bytes
+            .try_into()
+            .map_err(|v: Vec<u8>| SecretError::WrongLength(v.len()))?;
         Ok(Self(bytes))
     }
 
@@ -110,8 +111,12 @@ impl ClientSecret {
             [FAKE_TLS_PREFIX, rest @ ..] if rest.len() > SECRET_LEN => {
                 let domain = &rest[SECRET_LEN..];
                 validate_domain(domain)?;
-                let domain = String::from_utf8(domain.to_vec()).map_err(|_| SecretError::BadDomain)?;
-                Ok(Self::FakeTls { secret: key(rest), domain })
+                let domain =
+                    String::from_utf8(domain.to_vec()).map_err(|_| SecretError::BadDomain)?;
+                Ok(Self::FakeTls {
+                    secret: key(rest),
+                    domain,
+                })
             }
             other => Err(SecretError::WrongLength(other.len())),
         }
@@ -172,10 +177,14 @@ pub enum SecretError {
     #[error("the secret is neither hex nor base64url")]
     NotHexOrBase64,
     /// Decoded to the wrong number of bytes.
-    #[error("the secret decodes to {0} bytes; a key is 16 bytes (17 with dd, 18+ with ee and a domain)")]
+    #[error(
+        "the secret decodes to {0} bytes; a key is 16 bytes (17 with dd, 18+ with ee and a domain)"
+    )]
     WrongLength(usize),
     /// The fake-TLS domain is empty, too long or not a host name.
-    #[error("the fake-TLS domain must be a host name of 1..=182 ASCII letters, digits, '-' and '.'")]
+    #[error(
+        "the fake-TLS domain must be a host name of 1..=182 ASCII letters, digits, '-' and '.'"
+    )]
     BadDomain,
 }
 
@@ -188,7 +197,10 @@ mod tests {
     #[test]
     fn parses_all_three_forms() {
         let key = Secret::from_hex(KEY_HEX).unwrap();
-        assert_eq!(ClientSecret::parse(KEY_HEX).unwrap(), ClientSecret::Plain(key.clone()));
+        assert_eq!(
+            ClientSecret::parse(KEY_HEX).unwrap(),
+            ClientSecret::Plain(key.clone())
+        );
         assert_eq!(
             ClientSecret::parse(&format!("dd{KEY_HEX}")).unwrap(),
             ClientSecret::Padded(key.clone())
@@ -196,7 +208,10 @@ mod tests {
         let ee = ClientSecret::parse(&format!("ee{KEY_HEX}{}", hex::encode(b"example.com")));
         assert_eq!(
             ee.unwrap(),
-            ClientSecret::FakeTls { secret: key, domain: "example.com".into() }
+            ClientSecret::FakeTls {
+                secret: key,
+                domain: "example.com".into()
+            }
         );
     }
 
@@ -223,7 +238,10 @@ mod tests {
         assert!(ClientSecret::parse(&format!("ee{KEY_HEX}")).is_err());
         assert!(ClientSecret::parse("!!!").is_err());
         let long = "a".repeat(MAX_DOMAIN_LEN + 1);
-        assert_eq!(validate_domain(long.as_bytes()), Err(SecretError::BadDomain));
+        assert_eq!(
+            validate_domain(long.as_bytes()),
+            Err(SecretError::BadDomain)
+        );
         assert_eq!(validate_domain(b"bad domain"), Err(SecretError::BadDomain));
     }
 

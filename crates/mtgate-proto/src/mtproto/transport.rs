@@ -68,35 +68,56 @@ pub enum FrameError {
 pub fn parse_head(tag: ProtoTag, buf: &[u8], max: usize) -> Result<Option<FrameHead>, FrameError> {
     let head = match tag {
         ProtoTag::Abridged => {
-            let Some(&first) = buf.first() else { return Ok(None) };
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
             let quick_ack = first & ABRIDGED_QUICK_ACK != 0;
             let short = first & !ABRIDGED_QUICK_ACK;
             if short < ABRIDGED_LONG {
-                FrameHead { header_len: 1, body_len: usize::from(short) * 4, quick_ack }
+                FrameHead {
+                    header_len: 1,
+                    body_len: usize::from(short) * 4,
+                    quick_ack,
+                }
             } else {
-                let Some(b) = buf.get(1..4) else { return Ok(None) };
+                let Some(b) = buf.get(1..4) else {
+                    return Ok(None);
+                };
                 let words = u32::from_le_bytes([b[0], b[1], b[2], 0]) as usize;
                 if words < usize::from(ABRIDGED_LONG) {
                     return Err(FrameError::Overlong);
                 }
-                FrameHead { header_len: 4, body_len: words * 4, quick_ack }
+                FrameHead {
+                    header_len: 4,
+                    body_len: words * 4,
+                    quick_ack,
+                }
             }
         }
         ProtoTag::Intermediate | ProtoTag::Padded => {
-            let Some(b) = buf.get(..4) else { return Ok(None) };
+            let Some(b) = buf.get(..4) else {
+                return Ok(None);
+            };
             let word = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let body_len = (word & !QUICK_ACK_BIT) as usize;
             if tag == ProtoTag::Intermediate && body_len % 4 != 0 {
                 return Err(FrameError::Unaligned(body_len));
             }
-            FrameHead { header_len: 4, body_len, quick_ack: word & QUICK_ACK_BIT != 0 }
+            FrameHead {
+                header_len: 4,
+                body_len,
+                quick_ack: word & QUICK_ACK_BIT != 0,
+            }
         }
     };
     if head.body_len == 0 {
         return Err(FrameError::Empty);
     }
     if head.body_len > max {
-        return Err(FrameError::TooLarge { len: head.body_len, max });
+        return Err(FrameError::TooLarge {
+            len: head.body_len,
+            max,
+        });
     }
     Ok(Some(head))
 }
@@ -108,20 +129,33 @@ pub fn decode(
     buf: &[u8],
     max: usize,
 ) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
-    let Some(head) = parse_head(tag, buf, max)? else { return Ok(None) };
+    let Some(head) = parse_head(tag, buf, max)? else {
+        return Ok(None);
+    };
     let end = head.header_len + head.body_len;
-    let Some(body) = buf.get(head.header_len..end) else { return Ok(None) };
+    let Some(body) = buf.get(head.header_len..end) else {
+        return Ok(None);
+    };
     let payload = match tag {
         ProtoTag::Padded => &body[..body.len() & !3],
         _ => body,
     };
-    Ok(Some((Frame { payload, quick_ack: head.quick_ack }, end)))
+    Ok(Some((
+        Frame {
+            payload,
+            quick_ack: head.quick_ack,
+        },
+        end,
+    )))
 }
 
 /// Appends one frame to `out`. `padding` is appended after the payload in padded intermediate
 /// (and must be empty otherwise); the payload length must be a multiple of 4.
 pub fn encode(tag: ProtoTag, payload: &[u8], quick_ack: bool, padding: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() % 4 == 0, "MTProto payloads are 4-byte aligned");
+    debug_assert!(
+        payload.len() % 4 == 0,
+        "MTProto payloads are 4-byte aligned"
+    );
     debug_assert!(tag == ProtoTag::Padded || padding.is_empty());
     match tag {
         ProtoTag::Abridged => {
@@ -170,7 +204,13 @@ pub struct FrameScanner {
 impl FrameScanner {
     /// A scanner at the start of a frame.
     pub fn new(tag: ProtoTag, max: usize) -> Self {
-        Self { tag, max, head: [0; 4], head_len: 0, body_left: 0 }
+        Self {
+            tag,
+            max,
+            head: [0; 4],
+            head_len: 0,
+            body_left: 0,
+        }
     }
 
     /// Consumes the next bytes of the stream.

@@ -17,34 +17,67 @@ fn abridged_short_and_long_forms() {
     let big = vec![5u8; 0x7f * 4];
     encode(ProtoTag::Abridged, &big, false, &[], &mut out);
     assert_eq!(&out[..4], &[0x7f, 0x7f, 0, 0]);
-    let (frame, used) = decode(ProtoTag::Abridged, &out, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    let (frame, used) = decode(ProtoTag::Abridged, &out, DEFAULT_MAX_FRAME)
+        .unwrap()
+        .unwrap();
     assert_eq!((frame.payload.len(), used), (big.len(), big.len() + 4));
 }
 
 #[test]
 fn rejects_overlong_unaligned_empty_and_oversized() {
     let max = DEFAULT_MAX_FRAME;
-    assert_eq!(parse_head(ProtoTag::Abridged, &[0x7f, 3, 0, 0], max), Err(FrameError::Overlong));
-    assert_eq!(parse_head(ProtoTag::Abridged, &[0x00], max), Err(FrameError::Empty));
-    assert_eq!(parse_head(ProtoTag::Intermediate, &[6, 0, 0, 0], max), Err(FrameError::Unaligned(6)));
+    assert_eq!(
+        parse_head(ProtoTag::Abridged, &[0x7f, 3, 0, 0], max),
+        Err(FrameError::Overlong)
+    );
+    assert_eq!(
+        parse_head(ProtoTag::Abridged, &[0x00], max),
+        Err(FrameError::Empty)
+    );
+    assert_eq!(
+        parse_head(ProtoTag::Intermediate, &[6, 0, 0, 0], max),
+        Err(FrameError::Unaligned(6))
+    );
     assert_eq!(
         parse_head(ProtoTag::Padded, &[0, 0, 0, 0x7f], max),
-        Err(FrameError::TooLarge { len: 0x7f00_0000, max })
+        Err(FrameError::TooLarge {
+            len: 0x7f00_0000,
+            max
+        })
     );
     // Padded frames may be unaligned: the padding is cut on reading.
-    let (frame, used) = decode(ProtoTag::Padded, &[6, 0, 0, 0, 1, 2, 3, 4, 9, 9], max).unwrap().unwrap();
+    let (frame, used) = decode(ProtoTag::Padded, &[6, 0, 0, 0, 1, 2, 3, 4, 9, 9], max)
+        .unwrap()
+        .unwrap();
     assert_eq!((frame.payload, used), (&[1u8, 2, 3, 4][..], 10));
-    assert_eq!(parse_head(ProtoTag::Intermediate, &[4, 0, 0], max), Ok(None));
+    assert_eq!(
+        parse_head(ProtoTag::Intermediate, &[4, 0, 0], max),
+        Ok(None)
+    );
     assert_eq!(parse_head(ProtoTag::Abridged, &[0x7f, 1], max), Ok(None));
 }
 
 #[test]
 fn quick_ack_replies() {
     let token = 0x8123_4567;
-    assert_eq!(quick_ack_reply(ProtoTag::Abridged, token), [0x81, 0x23, 0x45, 0x67]);
-    assert_eq!(quick_ack_reply(ProtoTag::Intermediate, token), [0x67, 0x45, 0x23, 0x81]);
-    assert_eq!(quick_ack_reply(ProtoTag::Padded, 0x0000_0001), [0x01, 0, 0, 0x80]);
-    let (head, _) = (parse_head(ProtoTag::Intermediate, &[4, 0, 0, 0x80], 64).unwrap().unwrap(), ());
+    assert_eq!(
+        quick_ack_reply(ProtoTag::Abridged, token),
+        [0x81, 0x23, 0x45, 0x67]
+    );
+    assert_eq!(
+        quick_ack_reply(ProtoTag::Intermediate, token),
+        [0x67, 0x45, 0x23, 0x81]
+    );
+    assert_eq!(
+        quick_ack_reply(ProtoTag::Padded, 0x0000_0001),
+        [0x01, 0, 0, 0x80]
+    );
+    let (head, _) = (
+        parse_head(ProtoTag::Intermediate, &[4, 0, 0, 0x80], 64)
+            .unwrap()
+            .unwrap(),
+        (),
+    );
     assert!(head.quick_ack);
 }
 

@@ -64,7 +64,9 @@ pub fn assemble(buf: &[u8]) -> Result<Option<Assembled<'_>>, HelloError> {
     // Only filled when the hello spans more than one record.
     let mut joined: Vec<u8> = Vec::new();
     loop {
-        let Some(header) = buf.get(pos..pos + 5) else { return Ok(None) };
+        let Some(header) = buf.get(pos..pos + 5) else {
+            return Ok(None);
+        };
         if header[0] != content_type::HANDSHAKE {
             return Err(HelloError::NotHandshake);
         }
@@ -79,13 +81,17 @@ pub fn assemble(buf: &[u8]) -> Result<Option<Assembled<'_>>, HelloError> {
         if records > MAX_HELLO_RECORDS || joined.len() + len > MAX_HELLO_LEN + 4 {
             return Err(HelloError::TooLarge);
         }
-        let Some(payload) = buf.get(pos + 5..pos + 5 + len) else { return Ok(None) };
+        let Some(payload) = buf.get(pos + 5..pos + 5 + len) else {
+            return Ok(None);
+        };
         pos += 5 + len;
         let message: &[u8] = if records == 1 {
             payload
         } else {
             if joined.is_empty() {
-                joined.extend_from_slice(&buf[5..5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]))]);
+                joined.extend_from_slice(
+                    &buf[5..5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]))],
+                );
             }
             joined.extend_from_slice(payload);
             &joined
@@ -93,7 +99,9 @@ pub fn assemble(buf: &[u8]) -> Result<Option<Assembled<'_>>, HelloError> {
         if message[0] != HANDSHAKE_CLIENT_HELLO {
             return Err(HelloError::NotClientHello);
         }
-        let Some(len_bytes) = message.get(1..4) else { continue };
+        let Some(len_bytes) = message.get(1..4) else {
+            continue;
+        };
         let msg_len = u32::from_be_bytes([0, len_bytes[0], len_bytes[1], len_bytes[2]]) as usize;
         if msg_len > MAX_HELLO_LEN {
             return Err(HelloError::TooLarge);
@@ -113,7 +121,10 @@ pub fn assemble(buf: &[u8]) -> Result<Option<Assembled<'_>>, HelloError> {
             rec.extend_from_slice(&joined);
             Cow::Owned(rec)
         };
-        return Ok(Some(Assembled { record, consumed: pos }));
+        return Ok(Some(Assembled {
+            record,
+            consumed: pos,
+        }));
     }
 }
 
@@ -132,7 +143,10 @@ pub struct ClientHello<'a> {
 
 /// Parses a reassembled ClientHello record.
 pub fn parse(record: &[u8]) -> Result<ClientHello<'_>, HelloError> {
-    let mut r = Reader { buf: record, pos: 5 };
+    let mut r = Reader {
+        buf: record,
+        pos: 5,
+    };
     if r.u8()? != HANDSHAKE_CLIENT_HELLO {
         return Err(HelloError::NotClientHello);
     }
@@ -160,7 +174,10 @@ pub fn parse(record: &[u8]) -> Result<ClientHello<'_>, HelloError> {
     let mut sni = None;
     if r.pos < record.len() {
         let ext_len = usize::from(r.u16()?);
-        let mut ext = Reader { buf: r.take(ext_len)?, pos: 0 };
+        let mut ext = Reader {
+            buf: r.take(ext_len)?,
+            pos: 0,
+        };
         while ext.pos < ext.buf.len() {
             let kind = ext.u16()?;
             let len = usize::from(ext.u16()?);
@@ -173,13 +190,21 @@ pub fn parse(record: &[u8]) -> Result<ClientHello<'_>, HelloError> {
     if r.pos != record.len() {
         return Err(HelloError::Malformed("trailing bytes"));
     }
-    Ok(ClientHello { random, session_id, cipher_suite, sni })
+    Ok(ClientHello {
+        random,
+        session_id,
+        cipher_suite,
+        sni,
+    })
 }
 
 fn parse_server_name(data: &[u8]) -> Result<Option<&str>, HelloError> {
     let mut r = Reader { buf: data, pos: 0 };
     let list_len = usize::from(r.u16()?);
-    let mut list = Reader { buf: r.take(list_len)?, pos: 0 };
+    let mut list = Reader {
+        buf: r.take(list_len)?,
+        pos: 0,
+    };
     while list.pos < list.buf.len() {
         let kind = list.u8()?;
         let len = usize::from(list.u16()?);
@@ -205,7 +230,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], HelloError> {
-        let s = self.buf.get(self.pos..self.pos + n).ok_or(HelloError::Malformed("truncated"))?;
+        let s = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or(HelloError::Malformed("truncated"))?;
         self.pos += n;
         Ok(s)
     }
@@ -220,7 +248,8 @@ impl<'a> Reader<'a> {
 
 /// `HMAC-SHA256(key, record with bytes 11..43 zeroed)`, computed without copying the record.
 pub fn digest(secret: &Secret, record: &[u8]) -> [u8; 32] {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut mac =
+        <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(&record[..RANDOM_OFFSET]);
     mac.update(&[0u8; RANDOM_LEN]);
     mac.update(&record[RANDOM_OFFSET + RANDOM_LEN..]);
@@ -260,7 +289,10 @@ pub fn verify(record: &[u8], secrets: &[Secret]) -> Result<Verified, HelloError>
         found |= ok;
     }
     if bool::from(found) {
-        Ok(Verified { user: user as usize, timestamp: u32::from_le_bytes(stamp) })
+        Ok(Verified {
+            user: user as usize,
+            timestamp: u32::from_le_bytes(stamp),
+        })
     } else {
         Err(HelloError::BadDigest)
     }
@@ -282,14 +314,19 @@ pub enum SkewPolicy {
 
 impl SkewPolicy {
     /// The official proxy's rule: at most 3 s ahead, 10 minutes behind.
-    pub const OFFICIAL: Self = Self::Window { ahead: 3, behind: 600 };
+    pub const OFFICIAL: Self = Self::Window {
+        ahead: 3,
+        behind: 600,
+    };
 
     /// Checks a client timestamp against the server's Unix time.
     pub fn check(self, timestamp: u32, now: u64) -> Result<(), HelloError> {
         let delta = i64::from(timestamp) - now as i64;
         match self {
             Self::Ignore => Ok(()),
-            Self::Window { ahead, behind } if delta <= i64::from(ahead) && -delta <= i64::from(behind) => {
+            Self::Window { ahead, behind }
+                if delta <= i64::from(ahead) && -delta <= i64::from(behind) =>
+            {
                 Ok(())
             }
             Self::Window { .. } => Err(HelloError::ClockSkew(delta)),
@@ -324,20 +361,36 @@ pub fn build(secret: &Secret, spec: &HelloSpec<'_>) -> Vec<u8> {
     push_ext(&mut ext, EXT_SERVER_NAME, &sni);
     push_ext(&mut ext, 0x0017, &[]);
     push_ext(&mut ext, 0xff01, &[0]);
-    push_ext(&mut ext, 0x000a, &[0x00, 0x08, 0xba, 0xba, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18]);
+    push_ext(
+        &mut ext,
+        0x000a,
+        &[0x00, 0x08, 0xba, 0xba, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18],
+    );
     push_ext(&mut ext, 0x000b, &[0x01, 0x00]);
     push_ext(&mut ext, 0x0023, &[]);
     push_ext(&mut ext, 0x0010, b"\x00\x0c\x02h2\x08http/1.1");
     push_ext(&mut ext, 0x0005, &[0x01, 0, 0, 0, 0]);
-    push_ext(&mut ext, 0x000d, &[0x00, 0x08, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01, 0x05, 0x03]);
-    let mut share = vec![0x00, 0x29, 0xba, 0xba, 0x00, 0x01, 0x00, 0x00, 0x1d, 0x00, 0x20];
+    push_ext(
+        &mut ext,
+        0x000d,
+        &[0x00, 0x08, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01, 0x05, 0x03],
+    );
+    let mut share = vec![
+        0x00, 0x29, 0xba, 0xba, 0x00, 0x01, 0x00, 0x00, 0x1d, 0x00, 0x20,
+    ];
     share.extend_from_slice(&spec.key_share);
     push_ext(&mut ext, 0x0033, &share);
     push_ext(&mut ext, 0x002d, &[0x01, 0x01]);
-    push_ext(&mut ext, 0x002b, &[0x06, 0x9a, 0x9a, 0x03, 0x04, 0x03, 0x03]);
+    push_ext(
+        &mut ext,
+        0x002b,
+        &[0x06, 0x9a, 0x9a, 0x03, 0x04, 0x03, 0x03],
+    );
     push_ext(&mut ext, 0x1a1a, &[0]);
 
-    let suites: [u16; 8] = [0xfafa, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030];
+    let suites: [u16; 8] = [
+        0xfafa, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030,
+    ];
     let fixed = 5 + 4 + 2 + 32 + 1 + 32 + 2 + suites.len() * 2 + 2 + 2;
     // Fill up to the classic 517 bytes with a padding extension (4-byte header).
     let padding = TOTAL.saturating_sub(fixed + ext.len() + 4);

@@ -23,7 +23,13 @@ fn verifies_a_hello_built_by_telethonfaketls() {
     assert_eq!(parsed.session_id, &(0u8..32).collect::<Vec<_>>()[..]);
     let wrong = Secret::from_bytes([9; 16]);
     let verified = verify(&assembled.record, &[wrong, key()]).unwrap();
-    assert_eq!(verified, Verified { user: 1, timestamp: 1_700_000_000 });
+    assert_eq!(
+        verified,
+        Verified {
+            user: 1,
+            timestamp: 1_700_000_000
+        }
+    );
 }
 
 #[test]
@@ -31,7 +37,10 @@ fn a_changed_byte_or_key_breaks_the_digest() {
     let mut hello = telethon_hello();
     hello[200] ^= 1;
     assert_eq!(verify(&hello, &[key()]), Err(HelloError::BadDigest));
-    assert_eq!(verify(&telethon_hello(), &[Secret::from_bytes([0; 16])]), Err(HelloError::BadDigest));
+    assert_eq!(
+        verify(&telethon_hello(), &[Secret::from_bytes([0; 16])]),
+        Err(HelloError::BadDigest)
+    );
 }
 
 #[test]
@@ -59,12 +68,26 @@ fn reassembles_a_hello_split_over_records() {
 
 #[test]
 fn refuses_malformed_hellos() {
-    assert_eq!(assemble(b"GET / HTTP/1.1\r\n"), Err(HelloError::NotHandshake));
-    assert_eq!(assemble(&[0x16, 0x03, 0x01, 0x00, 0x00]), Err(HelloError::Malformed("empty record")));
-    assert_eq!(assemble(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]), Err(HelloError::NotClientHello));
-    assert_eq!(assemble(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]), Err(HelloError::TooLarge));
     assert_eq!(
-        assemble(&[0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0x00, 0x00, 0x01, 0xaa, 0xbb]),
+        assemble(b"GET / HTTP/1.1\r\n"),
+        Err(HelloError::NotHandshake)
+    );
+    assert_eq!(
+        assemble(&[0x16, 0x03, 0x01, 0x00, 0x00]),
+        Err(HelloError::Malformed("empty record"))
+    );
+    assert_eq!(
+        assemble(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]),
+        Err(HelloError::NotClientHello)
+    );
+    assert_eq!(
+        assemble(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]),
+        Err(HelloError::TooLarge)
+    );
+    assert_eq!(
+        assemble(&[
+            0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0x00, 0x00, 0x01, 0xaa, 0xbb
+        ]),
         Err(HelloError::Malformed("trailing bytes"))
     );
     // Many tiny records never grow without bound.
@@ -86,7 +109,10 @@ fn skew_policy_follows_the_official_window() {
     assert_eq!(p.check(now as u32 + 3, now), Ok(()));
     assert_eq!(p.check(now as u32 + 4, now), Err(HelloError::ClockSkew(4)));
     assert_eq!(p.check(now as u32 - 600, now), Ok(()));
-    assert_eq!(p.check(now as u32 - 601, now), Err(HelloError::ClockSkew(-601)));
+    assert_eq!(
+        p.check(now as u32 - 601, now),
+        Err(HelloError::ClockSkew(-601))
+    );
     assert_eq!(SkewPolicy::Ignore.check(0, now), Ok(()));
 }
 

@@ -33,7 +33,13 @@ pub const CHANGE_CIPHER_SPEC_RECORD: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x
 pub fn application_data_header(len: usize) -> [u8; HEADER_LEN] {
     debug_assert!(len <= usize::from(u16::MAX));
     let l = (len as u16).to_be_bytes();
-    [content_type::APPLICATION_DATA, VERSION[0], VERSION[1], l[0], l[1]]
+    [
+        content_type::APPLICATION_DATA,
+        VERSION[0],
+        VERSION[1],
+        l[0],
+        l[1],
+    ]
 }
 
 /// Why the record stream was refused.
@@ -58,8 +64,14 @@ pub enum RecordError {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Header { have: usize, bytes: [u8; HEADER_LEN] },
-    Payload { kind: u8, left: usize },
+    Header {
+        have: usize,
+        bytes: [u8; HEADER_LEN],
+    },
+    Payload {
+        kind: u8,
+        left: usize,
+    },
 }
 
 /// Strips record framing from a client's stream in place, keeping ApplicationData payloads and
@@ -78,7 +90,12 @@ impl Default for RecordReader {
 impl RecordReader {
     /// A reader at a record boundary.
     pub fn new() -> Self {
-        Self { state: State::Header { have: 0, bytes: [0; HEADER_LEN] } }
+        Self {
+            state: State::Header {
+                have: 0,
+                bytes: [0; HEADER_LEN],
+            },
+        }
     }
 
     /// Consumes `buf` (bytes as received) and moves the payload bytes to its front.
@@ -99,7 +116,10 @@ impl RecordReader {
                     read += n;
                     *left -= n;
                     if *left == 0 {
-                        self.state = State::Header { have: 0, bytes: [0; HEADER_LEN] };
+                        self.state = State::Header {
+                            have: 0,
+                            bytes: [0; HEADER_LEN],
+                        };
                     }
                 }
                 State::Header { have, bytes } => {
@@ -141,7 +161,10 @@ impl RecordReader {
             return Err(RecordError::BadChangeCipherSpec);
         }
         Ok(if len == 0 {
-            State::Header { have: 0, bytes: [0; HEADER_LEN] }
+            State::Header {
+                have: 0,
+                bytes: [0; HEADER_LEN],
+            }
         } else {
             State::Payload { kind, left: len }
         })
@@ -179,15 +202,30 @@ mod tests {
     #[test]
     fn refuses_alerts_handshakes_and_long_records() {
         let mut r = RecordReader::new();
-        assert_eq!(r.unwrap_in_place(&mut [0x15, 3, 3, 0, 2, 2, 0x32]), Err(RecordError::Alert));
+        assert_eq!(
+            r.unwrap_in_place(&mut [0x15, 3, 3, 0, 2, 2, 0x32]),
+            Err(RecordError::Alert)
+        );
         let mut r = RecordReader::new();
-        assert_eq!(r.unwrap_in_place(&mut [0x16, 3, 3, 0, 1, 0]), Err(RecordError::UnexpectedType(0x16)));
+        assert_eq!(
+            r.unwrap_in_place(&mut [0x16, 3, 3, 0, 1, 0]),
+            Err(RecordError::UnexpectedType(0x16))
+        );
         let mut r = RecordReader::new();
-        assert_eq!(r.unwrap_in_place(&mut [0x17, 3, 3, 0x41, 0x01]), Err(RecordError::TooLong(0x4101)));
+        assert_eq!(
+            r.unwrap_in_place(&mut [0x17, 3, 3, 0x41, 0x01]),
+            Err(RecordError::TooLong(0x4101))
+        );
         let mut r = RecordReader::new();
-        assert_eq!(r.unwrap_in_place(&mut [0x17, 2, 0, 0, 1]), Err(RecordError::BadVersion(0x0200)));
+        assert_eq!(
+            r.unwrap_in_place(&mut [0x17, 2, 0, 0, 1]),
+            Err(RecordError::BadVersion(0x0200))
+        );
         let mut r = RecordReader::new();
-        assert_eq!(r.unwrap_in_place(&mut [0x14, 3, 3, 0, 1, 2]), Err(RecordError::BadChangeCipherSpec));
+        assert_eq!(
+            r.unwrap_in_place(&mut [0x14, 3, 3, 0, 1, 2]),
+            Err(RecordError::BadChangeCipherSpec)
+        );
         // The largest legal record is fine.
         let mut r = RecordReader::new();
         let mut max = records(&[&vec![7; MAX_CLIENT_RECORD]], false);

@@ -71,7 +71,8 @@ pub fn build(secret: &Secret, spec: &ServerHelloSpec<'_>, out: &mut Vec<u8>) {
 }
 
 fn answer_digest(secret: &Secret, client_random: &[u8; RANDOM_LEN], answer: &[u8]) -> [u8; 32] {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut mac =
+        <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(client_random);
     mac.update(&answer[..RANDOM_OFFSET]);
     mac.update(&[0u8; RANDOM_LEN]);
@@ -82,31 +83,47 @@ fn answer_digest(secret: &Secret, client_random: &[u8; RANDOM_LEN], answer: &[u8
 /// Client side: how many bytes the whole answer takes, once its first three records' headers
 /// are in `buf`; `Ok(None)` means more bytes are needed.
 pub fn answer_len(buf: &[u8]) -> Result<Option<usize>, AnswerError> {
-    let Some(h) = buf.get(..5) else { return Ok(None) };
+    let Some(h) = buf.get(..5) else {
+        return Ok(None);
+    };
     if h[0] != content_type::HANDSHAKE || h[1..3] != [0x03, 0x03] {
         return Err(AnswerError::Layout);
     }
     let first = 5 + usize::from(u16::from_be_bytes([h[3], h[4]]));
     let ccs_end = first + CHANGE_CIPHER_SPEC_RECORD.len();
-    let Some(ccs) = buf.get(first..ccs_end) else { return Ok(None) };
+    let Some(ccs) = buf.get(first..ccs_end) else {
+        return Ok(None);
+    };
     if ccs != CHANGE_CIPHER_SPEC_RECORD {
         return Err(AnswerError::Layout);
     }
-    let Some(h) = buf.get(ccs_end..ccs_end + 5) else { return Ok(None) };
+    let Some(h) = buf.get(ccs_end..ccs_end + 5) else {
+        return Ok(None);
+    };
     if h[..3] != [content_type::APPLICATION_DATA, 0x03, 0x03] {
         return Err(AnswerError::Layout);
     }
-    Ok(Some(ccs_end + 5 + usize::from(u16::from_be_bytes([h[3], h[4]]))))
+    Ok(Some(
+        ccs_end + 5 + usize::from(u16::from_be_bytes([h[3], h[4]])),
+    ))
 }
 
 /// Client side: checks the answer's digest (as Telegram clients do).
-pub fn verify(secret: &Secret, client_random: &[u8; RANDOM_LEN], answer: &[u8]) -> Result<(), AnswerError> {
+pub fn verify(
+    secret: &Secret,
+    client_random: &[u8; RANDOM_LEN],
+    answer: &[u8],
+) -> Result<(), AnswerError> {
     if answer.len() < RANDOM_OFFSET + RANDOM_LEN {
         return Err(AnswerError::Layout);
     }
     let expected = answer_digest(secret, client_random, answer);
     let got = &answer[RANDOM_OFFSET..RANDOM_OFFSET + RANDOM_LEN];
-    if bool::from(expected.ct_eq(got)) { Ok(()) } else { Err(AnswerError::BadDigest) }
+    if bool::from(expected.ct_eq(got)) {
+        Ok(())
+    } else {
+        Err(AnswerError::BadDigest)
+    }
 }
 
 /// Why a client refuses the answer.

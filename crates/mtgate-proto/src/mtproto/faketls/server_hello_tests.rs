@@ -3,7 +3,9 @@ use crate::hex;
 
 #[test]
 fn matches_the_reference_vector_and_verifies() {
-    let hello = hex::decode(include_str!("../../../testdata/telethonfaketls-client-hello.hex").trim()).unwrap();
+    let hello =
+        hex::decode(include_str!("../../../testdata/telethonfaketls-client-hello.hex").trim())
+            .unwrap();
     let expected = hex::decode(include_str!("../../../testdata/server-hello.hex").trim()).unwrap();
     let secret = Secret::from_hex("00112233445566778899aabbccddeeff").unwrap();
     let client_random: [u8; 32] = hello[11..43].try_into().unwrap();
@@ -23,7 +25,10 @@ fn matches_the_reference_vector_and_verifies() {
     assert_eq!(verify(&secret, &client_random, &out[1..]), Ok(()));
     let mut tampered = out[1..].to_vec();
     tampered[150] ^= 1;
-    assert_eq!(verify(&secret, &client_random, &tampered), Err(AnswerError::BadDigest));
+    assert_eq!(
+        verify(&secret, &client_random, &tampered),
+        Err(AnswerError::BadDigest)
+    );
     assert_eq!(answer_len(&out[1..20]), Ok(None));
     assert_eq!(answer_len(b"HTTP/1.1 400"), Err(AnswerError::Layout));
 }
