@@ -1,0 +1,49 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// mtgate: an MTProto proxy for Telegram (and more) in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "mtgate", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (with the embedded default when no config file is given).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Drop privileges to this user after binding (overrides server.user).
+        #[arg(short, long)]
+        user: Option<String>,
+    },
+    /// Check a configuration file and exit (status 0 when valid).
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Print the proxy links of every user, with a QR code.
+    Link {
+        /// Configuration file (default: the embedded default).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Host name or address to put in the links (default: the listener's public_host).
+        #[arg(long)]
+        host: Option<String>,
+        /// Do not draw QR codes.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Print a new random secret (32 hex digits) for a config file.
+    Secret,
+    /// Print the embedded default configuration (a starting point for your own file).
+    DefaultConfig,
+}

@@ -1,0 +1,29 @@
+//! `mtgate check-config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Config, Origin};
+
+/// Validates the file without writing anything; prints a summary or the error.
+pub fn check(file: PathBuf) -> ExitCode {
+    match Config::load_with_state(Origin::File(file.clone()), false) {
+        Ok(config) => {
+            println!("{}: valid", file.display());
+            for l in &config.mtproto {
+                let addrs: Vec<String> = l.listen.iter().map(ToString::to_string).collect();
+                println!(
+                    "  mtproto {:?} on {} with {} user(s)",
+                    l.name,
+                    addrs.join(", "),
+                    l.users.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}

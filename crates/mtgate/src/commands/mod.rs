@@ -1,0 +1,14 @@
+//! The implementation of each subcommand. Each returns the process exit status.
+
+pub mod check;
+pub mod link;
+pub mod run;
+
+use std::path::PathBuf;
+
+use crate::config::Origin;
+
+/// A config file, or the embedded default.
+pub fn origin(path: Option<PathBuf>) -> Origin {
+    path.map_or(Origin::Embedded, Origin::File)
+}

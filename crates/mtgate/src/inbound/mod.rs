@@ -1,0 +1,3 @@
+//! Listeners: one accept loop per listener kind.
+
+pub mod mtproto;

@@ -1,0 +1,100 @@
+//! What a pump does to the bytes it moves.
+
+use std::io;
+
+use tokio::net::TcpStream;
+
+/// Result of one non-blocking read through a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// `buf[..n]` holds bytes to forward (possibly zero, e.g. a skipped TLS record).
+    Data(usize),
+    /// The source finished sending.
+    Eof,
+    /// Nothing to read after all (spurious readiness).
+    WouldBlock,
+}
+
+/// Why a relay stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The bytes broke a protocol rule (machine-readable reason).
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+}
+
+impl RelayError {
+    /// A short reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io(e) if e.kind() == io::ErrorKind::ConnectionReset => "reset",
+            Self::Io(_) => "io",
+            Self::Protocol(reason) => reason,
+        }
+    }
+}
+
+/// Reads from a socket without blocking and transforms the bytes in place.
+pub trait Filter: Send {
+    /// Reads what `src` has into `buf` and transforms it; the output is `buf[..n]`.
+    fn read(&mut self, src: &TcpStream, buf: &mut [u8]) -> Result<ReadOutcome, RelayError>;
+
+    /// Whether the filter will forward nothing more (a spent byte budget): the pump then ends
+    /// the direction without waiting for the source.
+    fn exhausted(&self) -> bool {
+        false
+    }
+}
+
+/// Reads raw bytes into a buffer, mapping the three outcomes of `try_read`.
+pub fn try_read(src: &TcpStream, buf: &mut [u8]) -> Result<ReadOutcome, RelayError> {
+    match src.try_read(buf) {
+        Ok(0) => Ok(ReadOutcome::Eof),
+        Ok(n) => Ok(ReadOutcome::Data(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::WouldBlock),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Forwards bytes unchanged, up to an optional byte budget (then behaves as end of stream).
+#[derive(Debug, Clone, Default)]
+pub struct Passthrough {
+    budget: Option<u64>,
+}
+
+impl Passthrough {
+    /// Forwards everything.
+    pub fn unlimited() -> Self {
+        Self { budget: None }
+    }
+
+    /// Forwards at most `bytes` bytes.
+    pub fn limited(bytes: u64) -> Self {
+        Self {
+            budget: Some(bytes),
+        }
+    }
+}
+
+impl Filter for Passthrough {
+    fn exhausted(&self) -> bool {
+        self.budget == Some(0)
+    }
+
+    fn read(&mut self, src: &TcpStream, buf: &mut [u8]) -> Result<ReadOutcome, RelayError> {
+        let limit = match self.budget {
+            Some(0) => return Ok(ReadOutcome::Eof),
+            Some(left) => buf.len().min(usize::try_from(left).unwrap_or(usize::MAX)),
+            None => buf.len(),
+        };
+        let outcome = try_read(src, &mut buf[..limit])?;
+        if let (ReadOutcome::Data(n), Some(left)) = (outcome, self.budget.as_mut()) {
+            *left -= n as u64;
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,21 @@
+//! Moving bytes between two sockets.
+//!
+//! A connection's relay is one task: two [`pump`]s (one per direction) share the two sockets
+//! by reference and run concurrently with an idle watchdog and a kill switch. A pump holds no
+//! buffer while it waits: it takes one from the [`buffers::BufferPool`] only when the socket is
+//! readable, and gives it back once the bytes are written. An idle connection therefore costs
+//! no buffer memory, and the pool can tell how many bytes are in flight and evict the
+//! longest-idle connections when a cap is reached ([`registry`]).
+//!
+//! What happens to the bytes on the way (decryption, TLS record framing, frame checks) is a
+//! [`Filter`].
+
+pub mod buffers;
+pub mod filter;
+pub mod pump;
+pub mod registry;
+
+pub use buffers::BufferPool;
+pub use filter::{Filter, Passthrough};
+pub use pump::{RelayEnd, relay};
+pub use registry::{ConnEntry, ConnRegistry};

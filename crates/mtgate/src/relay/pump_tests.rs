@@ -1,0 +1,116 @@
+use super::*;
+use crate::relay::filter::Passthrough;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+#[tokio::test]
+async fn relays_both_ways_with_half_close_and_counts_bytes() {
+    let (mut left, left_inner) = pair().await;
+    let (right_inner, mut right) = pair().await;
+    let pool = BufferPool::new(16 * 1024 + 64, 1 << 20, Gauge::default());
+    let entry = ConnEntry::new_detached();
+    let up = Counter::default();
+    let down = Counter::default();
+    let relay_task = async {
+        let ctx = RelayContext {
+            pool: &pool,
+            entry: &entry,
+            idle_timeout: Duration::from_secs(5),
+        };
+        relay(
+            &left_inner,
+            &right_inner,
+            (Passthrough::unlimited(), Some(&up)),
+            (Passthrough::unlimited(), Some(&down)),
+            ctx,
+        )
+        .await
+    };
+    let peers = async {
+        let request = vec![7u8; 100_000];
+        left.write_all(&request).await.unwrap();
+        left.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        right.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, request);
+        // The other direction still works after the half-close.
+        right.write_all(b"reply after half-close").await.unwrap();
+        right.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        left.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"reply after half-close");
+    };
+    let (end, ()) = tokio::join!(relay_task, peers);
+    assert!(matches!(end, RelayEnd::Finished), "{end:?}");
+    assert_eq!((up.get(), down.get()), (100_000, 22));
+    assert_eq!(pool.held(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_are_closed() {
+    let (_left, left_inner) = pair().await;
+    let (right_inner, _right) = pair().await;
+    let pool = BufferPool::new(16 * 1024 + 64, 1 << 20, Gauge::default());
+    let entry = ConnEntry::new_detached();
+    entry.touch();
+    let ctx = RelayContext {
+        pool: &pool,
+        entry: &entry,
+        idle_timeout: Duration::from_secs(30),
+    };
+    let started = Instant::now();
+    let end = relay(
+        &left_inner,
+        &right_inner,
+        (Passthrough::unlimited(), None),
+        (Passthrough::unlimited(), None),
+        ctx,
+    )
+    .await;
+    assert!(matches!(end, RelayEnd::Idle));
+    assert!(started.elapsed() >= Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_byte_budget_ends_the_direction() {
+    let (mut left, left_inner) = pair().await;
+    let (right_inner, mut right) = pair().await;
+    let pool = BufferPool::new(16 * 1024 + 64, 1 << 20, Gauge::default());
+    let entry = ConnEntry::new_detached();
+    let relay_task = async {
+        let ctx = RelayContext {
+            pool: &pool,
+            entry: &entry,
+            idle_timeout: Duration::from_secs(5),
+        };
+        relay(
+            &left_inner,
+            &right_inner,
+            (Passthrough::limited(10), None),
+            (Passthrough::limited(0), None),
+            ctx,
+        )
+        .await
+    };
+    let peers = async {
+        left.write_all(&[1u8; 64]).await.unwrap();
+        let mut got = Vec::new();
+        right.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 10);
+        let mut nothing = Vec::new();
+        left.read_to_end(&mut nothing).await.unwrap();
+        assert!(nothing.is_empty());
+    };
+    let (end, ()) = tokio::join!(relay_task, peers);
+    assert!(matches!(end, RelayEnd::Finished));
+}

@@ -1,0 +1,293 @@
+//! The running server: binds every listener, runs the accept loops, the metrics endpoint and
+//! the memory evictor, applies reloads and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, TelegramConfig};
+use crate::gate::Gate;
+use crate::inbound::mtproto::{self, MtprotoService};
+use crate::relay::{BufferPool, ConnRegistry};
+use crate::telegram::DcTable;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::ReasonLabels;
+use crate::telemetry::process::ProcessCollector;
+use crate::telemetry::stats::StatsPage;
+
+/// State every connection task shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Metric families.
+    pub metrics: Metrics,
+    /// Relay buffers.
+    pub pool: BufferPool,
+    /// Live connections.
+    pub conns: ConnRegistry,
+    /// Global connection counter.
+    pub gate: Arc<Gate>,
+    /// When the server started.
+    pub started: Instant,
+    config: ArcSwap<Config>,
+    dc_table: ArcSwap<DcTable>,
+}
+
+impl Shared {
+    /// The global connection cap now.
+    pub fn max_connections(&self) -> usize {
+        self.config.load().limits.max_connections
+    }
+
+    /// How to reach Telegram now.
+    pub fn telegram(&self) -> TelegramConfig {
+        self.config.load().telegram.clone()
+    }
+
+    /// The DC table now.
+    pub fn dc_table(&self) -> Arc<DcTable> {
+        self.dc_table.load_full()
+    }
+
+    /// The configuration now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    services: Vec<Arc<MtprotoService>>,
+    bound: Vec<(String, SocketAddr)>,
+    metrics_addr: Option<SocketAddr>,
+    stop_accepting: CancellationToken,
+    stop_background: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl Server {
+    /// Binds every listener and starts serving. Must run inside a Tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        registry.register_collector(Box::new(ProcessCollector));
+        let pool = BufferPool::new(
+            config.limits.buffer_size,
+            config.limits.buffered_bytes,
+            metrics.buffered_bytes.clone(),
+        );
+        let shared = Arc::new(Shared {
+            metrics,
+            pool,
+            conns: ConnRegistry::default(),
+            gate: Arc::default(),
+            started: Instant::now(),
+            dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
+            config: ArcSwap::from_pointee(config.clone()),
+        });
+        let stop_accepting = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+        let connections = TaskTracker::new();
+
+        // Bind everything before serving anything, so a bad address fails the start cleanly.
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        let mut services = Vec::new();
+        for listener_config in &config.mtproto {
+            let service = Arc::new(MtprotoService::new(listener_config.clone()));
+            for addr in &listener_config.listen {
+                let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                    listener: listener_config.name.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+                let local = listener.local_addr().unwrap_or(*addr);
+                bound.push((listener_config.name.clone(), local));
+                listeners.push((listener, service.clone()));
+            }
+            services.push(service);
+        }
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(
+                crate::listener::bind(addr).map_err(|source| StartError::Bind {
+                    listener: "metrics".into(),
+                    addr,
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        for (listener, service) in listeners {
+            tokio::spawn(mtproto::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
+        if let Some(listener) = metrics_listener {
+            let page = StatsPage::new(shared.clone(), services.clone());
+            tokio::spawn(crate::telemetry::endpoint::serve(
+                listener,
+                Arc::new(registry),
+                page,
+                stop_background.clone(),
+            ));
+        }
+        tokio::spawn(evictor(shared.clone(), stop_background.clone()));
+        for (name, addr) in &bound {
+            tracing::info!(listener = name, %addr, "listening");
+        }
+        if let Some(addr) = metrics_addr {
+            tracing::info!(%addr, "metrics at http://{addr}/metrics, stats at http://{addr}/stats");
+        }
+        Ok(Self {
+            shared,
+            services,
+            bound,
+            metrics_addr,
+            stop_accepting,
+            stop_background,
+            connections,
+        })
+    }
+
+    /// The addresses bound by a listener (with the real ports when 0 was configured).
+    pub fn local_addrs(&self, listener: &str) -> Vec<SocketAddr> {
+        self.bound
+            .iter()
+            .filter(|(name, _)| name == listener)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+
+    /// Every bound address, with its listener's name.
+    pub fn bound(&self) -> &[(String, SocketAddr)] {
+        &self.bound
+    }
+
+    /// The metrics endpoint's address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// State shared with connections.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Applies a new configuration to new connections: users, secrets, limits, timeouts,
+    /// masking, DC table. Listen addresses and buffer sizes need a restart; a change to them is
+    /// reported and otherwise ignored.
+    pub fn reload(&self, new: Config) {
+        let old = self.shared.config();
+        for listener in &new.mtproto {
+            match self.services.iter().find(|s| s.name() == listener.name) {
+                Some(service) => {
+                    if service.state().config.listen != listener.listen {
+                        tracing::warn!(
+                            listener = listener.name,
+                            "listen addresses changed: restart to apply"
+                        );
+                    }
+                    service.apply(listener.clone());
+                }
+                None => tracing::warn!(
+                    listener = listener.name,
+                    "new listener: restart to start it"
+                ),
+            }
+        }
+        if old.limits.buffer_size != new.limits.buffer_size
+            || old.limits.buffered_bytes != new.limits.buffered_bytes
+        {
+            tracing::warn!("buffer limits changed: restart to apply");
+        }
+        self.shared
+            .dc_table
+            .store(Arc::new(DcTable::new(&new.telegram)));
+        self.shared.config.store(Arc::new(new));
+        self.shared
+            .metrics
+            .reloads
+            .get_or_create(&ReasonLabels {
+                listener: String::new(),
+                reason: "ok",
+            })
+            .inc();
+        tracing::info!("configuration reloaded");
+    }
+
+    /// Stops accepting, waits up to `grace` for connections to finish, then closes the rest.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop_accepting.cancel();
+        self.connections.close();
+        let open = self.shared.conns.len();
+        if open > 0 {
+            tracing::info!(open, grace = ?grace, "draining connections");
+        }
+        if tokio::time::timeout(grace, self.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                open = self.shared.conns.len(),
+                "grace period over, closing the rest"
+            );
+            self.shared.conns.kill_all();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.connections.wait()).await;
+        }
+        self.stop_background.cancel();
+    }
+}
+
+/// Closes the longest-idle connections while relay buffers hold more than their cap.
+async fn evictor(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shared.pool.pressure().notified() => {}
+            () = stop.cancelled() => return,
+        }
+        while shared.pool.held() > shared.pool.cap() {
+            let excess = shared.pool.held() - shared.pool.cap() * 9 / 10;
+            let killed = shared.conns.evict_idlest(excess);
+            if killed == 0 {
+                break;
+            }
+            shared.metrics.evictions.inc_by(killed as u64);
+            tracing::warn!(
+                killed,
+                held = shared.pool.held(),
+                cap = shared.pool.cap(),
+                "buffered bytes over the cap: closed the longest-idle connections"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

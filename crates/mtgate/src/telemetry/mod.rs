@@ -1,0 +1,9 @@
+//! What mtgate tells its operator: Prometheus metrics, the `/stats` text page, and the HTTP
+//! endpoint that serves both (loopback by default).
+
+pub mod endpoint;
+pub mod metrics;
+pub mod process;
+pub mod stats;
+
+pub use metrics::Metrics;
