@@ -94,13 +94,14 @@ impl Echo<'_> {
     async fn raw(&mut self) -> Result<(), SessionError> {
         let mut buf = Vec::new();
         loop {
-            let n = self.read_into(&mut buf, 0).await?;
+            buf.clear();
+            let n = self.read_into(&mut buf).await?;
             if n == 0 {
                 return Ok(());
             }
-            self.decrypt.apply(&mut buf[..n]);
-            self.encrypt.apply(&mut buf[..n]);
-            self.write(&buf[..n]).await?;
+            self.decrypt.apply(&mut buf);
+            self.encrypt.apply(&mut buf);
+            self.write(&buf).await?;
             self.stats.echoed(0, n as u64);
             release_if_quiet(&mut buf, n);
         }
@@ -109,15 +110,15 @@ impl Echo<'_> {
     /// Decodes whole frames and echoes each payload in a frame of the same transport.
     async fn frames(&mut self, tag: ProtoTag) -> Result<(), SessionError> {
         let mut inbound = Vec::new();
-        let mut filled = 0;
         let mut outbound = Vec::new();
         loop {
-            let n = self.read_into(&mut inbound, filled).await?;
+            let filled = inbound.len();
+            let n = self.read_into(&mut inbound).await?;
             if n == 0 {
                 return Ok(());
             }
-            self.decrypt.apply(&mut inbound[filled..filled + n]);
-            filled += n;
+            self.decrypt.apply(&mut inbound[filled..]);
+            let filled = inbound.len();
 
             let mut used = 0;
             let (mut frames, mut bytes) = (0u64, 0u64);
@@ -136,33 +137,30 @@ impl Echo<'_> {
                 frames += 1;
                 bytes += frame.payload.len() as u64;
             }
-            inbound.copy_within(used..filled, 0);
-            filled -= used;
+            inbound.drain(..used);
             if !outbound.is_empty() {
                 self.encrypt.apply(&mut outbound);
                 self.write(&outbound).await?;
                 self.stats.echoed(frames, bytes);
             }
-            if filled == 0 {
+            if inbound.is_empty() {
                 release_if_quiet(&mut inbound, n);
                 release_if_quiet(&mut outbound, n);
             }
         }
     }
 
-    /// Waits (under the idle timeout) until the socket is readable, then reads into
-    /// `buf[filled..]`, growing `buf` only now so that silent connections hold no buffer.
-    async fn read_into(&mut self, buf: &mut Vec<u8>, filled: usize) -> Result<usize, SessionError> {
-        let cap = self.config.max_frame + 4 + READ_CHUNK;
+    /// Waits (under the idle timeout) until the socket is readable, then appends what it has
+    /// to `buf`. The buffer grows only now and is never zero-filled, so silent connections
+    /// hold no buffer and a short read touches only the pages it fills.
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, SessionError> {
         loop {
             timeout(self.config.idle_timeout, self.stream.readable())
                 .await
                 .map_err(|_| SessionError::Timeout)??;
-            let want = (filled + READ_CHUNK).min(cap);
-            if buf.len() < want {
-                buf.resize(want, 0);
-            }
-            match self.stream.try_read(&mut buf[filled..]) {
+            // Bounded: frame mode never keeps more than one partial frame (`max_frame`).
+            buf.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e.into()),
