@@ -84,6 +84,9 @@ struct Flow {
     progress: Notify,
     /// The writer has stopped; `sent` is final.
     writer_done: CancellationToken,
+    /// The reader has stopped: the writer may now close its half. (Closing it earlier would
+    /// send a FIN, and proxies that do not carry half-close would cut the echo short.)
+    reader_done: CancellationToken,
 }
 
 /// Runs one throughput measurement.
@@ -197,6 +200,10 @@ async fn write_loop(
     if result.is_err() {
         failed.cancel();
     }
+    // Keep the sending half open until the echo has drained (bounded by the caller's drain
+    // deadline, after which this task is aborted).
+    flow.reader_done.cancelled().await;
+    drop(wire);
     result
 }
 
@@ -234,6 +241,7 @@ async fn read_loop(
         }
     }
     .await;
+    flow.reader_done.cancel();
     if result.is_err() {
         failed.cancel();
     }

@@ -73,6 +73,10 @@ pub(crate) struct LoadArgs {
     /// Idle memory: connections opened at once.
     #[arg(long, default_value_t = 64)]
     idle_concurrency: usize,
+    /// Idle memory: pause after closing the idle connections, so that the target has torn
+    /// them down before the next measurement.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    idle_cooldown: Duration,
     /// Measurements to leave out (repeatable).
     #[arg(long, value_enum)]
     skip: Vec<Measurement>,
@@ -146,6 +150,9 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 match idle::run(&target, &options).await {
                     Ok(result) => report.idle = Some(result),
                     Err(error) => report.failures.push(("idle".into(), error.to_string())),
+                }
+                if wants(Measurement::Throughput) || wants(Measurement::Handshakes) {
+                    tokio::time::sleep(args.idle_cooldown).await;
                 }
             }
             None => report
