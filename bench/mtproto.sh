@@ -137,8 +137,8 @@ NOFILE="$(ulimit -n)"
 IDLE="$IDLE_CONNECTIONS"
 if [[ "$NOFILE" != "unlimited" ]] && ((IDLE > (NOFILE - 500) / 2)); then
   IDLE=$(((NOFILE - 500) / 2))
-  NOTES+=("idle connections limited to $IDLE by the open-files hard limit ($NOFILE):" \
-    "a proxy needs two descriptors per client; RSS at 10,000 is projected linearly")
+  NOTES+=("idle connections limited to $IDLE by the open-files hard limit ($NOFILE); \
+a proxy needs two descriptors per client; RSS at 10,000 is projected linearly")
 fi
 
 log "starting the fake DC"

@@ -8,11 +8,11 @@ use clap::{Args, ValueEnum};
 use mtgate_bench::client::{ClientConfig, Target};
 use mtgate_bench::limits::raise_nofile_limit;
 use mtgate_bench::link::{ensure_loopback, parse_secret};
+use mtgate_bench::load::LoadTarget;
 use mtgate_bench::load::handshakes::{self, HandshakeOptions};
 use mtgate_bench::load::idle::{self, IdleOptions};
 use mtgate_bench::load::report::Report;
 use mtgate_bench::load::throughput::{self, ThroughputOptions};
-use mtgate_bench::load::{LoadError, LoadTarget};
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::obfs2::ProtoTag;
 
@@ -170,10 +170,14 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 ..ThroughputOptions::default()
             };
             match throughput::run(&target, &options).await {
-                Ok(result) => report.throughput.push(result),
-                Err(error) => report
-                    .failures
-                    .push((format!("throughput_c{connections}"), explain(&error))),
+                Ok(mut result) => {
+                    result.first_error = result.first_error.map(|e| with_hint(&e));
+                    report.throughput.push(result);
+                }
+                Err(error) => report.failures.push((
+                    format!("throughput_c{connections}"),
+                    with_hint(&error.to_string()),
+                )),
             }
         }
     }
@@ -210,11 +214,11 @@ fn load_target(args: &LoadArgs) -> anyhow::Result<LoadTarget> {
     Ok(LoadTarget { addr, client })
 }
 
-fn explain(error: &LoadError) -> String {
-    let text = error.to_string();
-    if text.contains("echo differs") {
-        format!("{text} (throughput needs the fake DC in --raw-echo mode)")
+/// Echo mismatches during throughput runs usually mean a fake DC in frame mode.
+fn with_hint(error: &str) -> String {
+    if error.contains("echo differs") {
+        format!("{error} (throughput needs the fake DC in --raw-echo mode)")
     } else {
-        text
+        error.to_owned()
     }
 }
