@@ -1,0 +1,48 @@
+//! `mtgate-bench`: a fake Telegram DC and a load tool for MTProto proxies.
+//!
+//! ```text
+//! mtgate-bench fake-dc --listen 127.0.0.1:0 --listen [::1]:0 [--raw-echo]
+//! mtgate-bench load --target 127.0.0.1:4433 --secret 'tg://proxy?…&secret=ee…' --measure-pid 1234
+//! mtgate-bench load --target 127.0.0.1:40000 --direct
+//! ```
+
+mod fake_dc_cmd;
+mod load_cmd;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Benchmark MTProto proxies against a fake Telegram DC.
+#[derive(Debug, Parser)]
+#[command(name = "mtgate-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a fake DC that echoes what proxies relay to it.
+    FakeDc(fake_dc_cmd::FakeDcArgs),
+    /// Measure throughput, handshakes per second and memory per idle connection.
+    Load(Box<load_cmd::LoadArgs>),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::FakeDc(args) => fake_dc_cmd::run(args).await,
+            Command::Load(args) => load_cmd::run(*args).await,
+        }
+    })
+}
