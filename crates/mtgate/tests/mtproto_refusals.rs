@@ -117,8 +117,11 @@ async fn a_replayed_obfuscated2_header_is_masked() {
         s.read_exact(&mut buf).await.unwrap();
         buf
     });
-    let secret = mtgate_proto::mtproto::secret::ClientSecret::Padded(key(ALICE));
-    let mut capture_conn = mtgate_bench::client::MtprotoConnection::connect(capture_addr, &client_config(secret.clone())).await.unwrap();
+    // Intermediate transport: no random padding, so the frame is exactly 4 + 8 bytes.
+    let secret = mtgate_proto::mtproto::secret::ClientSecret::Plain(key(ALICE));
+    let mut config = client_config(secret);
+    config.transport = mtgate_proto::mtproto::obfs2::ProtoTag::Intermediate;
+    let mut capture_conn = mtgate_bench::client::MtprotoConnection::connect(capture_addr, &config).await.unwrap();
     capture_conn.send_frame(&[5; 8]).await.unwrap();
     let recorded = recorder.await.unwrap();
     // The first time the proxy accepts it (and forwards to the DC)…
