@@ -137,11 +137,11 @@ impl Fixture {
 fn config_text(options: &Options, dc: SocketAddr, website: SocketAddr) -> String {
     format!(
         r#"
+        {extra}
         [metrics]
         listen = "127.0.0.1:0"
         [telegram]
         dc_overrides = {{ "2" = ["{dc}"], "4" = ["{dc}"], "10002" = ["{dc}"] }}
-        {extra}
         [[mtproto]]
         name = "test"
         listen = ["127.0.0.1:0", "[::1]:0"]
