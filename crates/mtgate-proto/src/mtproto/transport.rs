@@ -100,7 +100,7 @@ pub fn parse_head(tag: ProtoTag, buf: &[u8], max: usize) -> Result<Option<FrameH
             };
             let word = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let body_len = (word & !QUICK_ACK_BIT) as usize;
-            if tag == ProtoTag::Intermediate && body_len % 4 != 0 {
+            if tag == ProtoTag::Intermediate && !body_len.is_multiple_of(4) {
                 return Err(FrameError::Unaligned(body_len));
             }
             FrameHead {
@@ -153,7 +153,7 @@ pub fn decode(
 /// (and must be empty otherwise); the payload length must be a multiple of 4.
 pub fn encode(tag: ProtoTag, payload: &[u8], quick_ack: bool, padding: &[u8], out: &mut Vec<u8>) {
     debug_assert!(
-        payload.len() % 4 == 0,
+        payload.len().is_multiple_of(4),
         "MTProto payloads are 4-byte aligned"
     );
     debug_assert!(tag == ProtoTag::Padded || padding.is_empty());
@@ -223,12 +223,12 @@ impl FrameScanner {
                 continue;
             }
             // Fast path: a whole prefix inside `data` needs no copy.
-            if self.head_len == 0 {
-                if let Some(head) = parse_head(self.tag, data, self.max)? {
-                    data = &data[head.header_len..];
-                    self.body_left = head.body_len;
-                    continue;
-                }
+            if self.head_len == 0
+                && let Some(head) = parse_head(self.tag, data, self.max)?
+            {
+                data = &data[head.header_len..];
+                self.body_left = head.body_len;
+                continue;
             }
             let take = (4 - self.head_len).min(data.len());
             self.head[self.head_len..self.head_len + take].copy_from_slice(&data[..take]);
