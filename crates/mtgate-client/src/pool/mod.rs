@@ -30,9 +30,6 @@ mod lease;
 mod member;
 mod strategy;
 
-#[cfg(test)]
-mod tests;
-
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
