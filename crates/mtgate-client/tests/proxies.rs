@@ -357,3 +357,48 @@ async fn spawn_tls_http_proxy(acceptor: tokio_rustls::TlsAcceptor) -> std::net::
     });
     addr
 }
+
+#[tokio::test]
+async fn bridge_copies_both_ways_and_maps_exit_codes() {
+    use mtgate_client::bridge::{bridge, connect_exit_code, exit_code};
+    let echo = echo_server().await;
+    let proxy = spawn_proxy(Mode::Socks5 { auth: None }).await;
+    let chain = Chain::from(proxy.url("socks5").parse::<Proxy>().unwrap());
+    let input: &[u8] = b"stdin bytes";
+    let mut output = Vec::new();
+    let outcome = bridge(&chain, echo, &ConnectOptions::default(), input, &mut output).await;
+    assert_eq!(exit_code(&outcome), 0);
+    let moved = outcome.unwrap();
+    assert_eq!((moved.sent, moved.received), (11, 11));
+    assert_eq!(output, b"stdin bytes");
+
+    let locked = spawn_proxy(Mode::Socks5 { auth: creds() }).await;
+    let wrong = Chain::from(
+        format!("socks5://alice:bad@{}", locked.addr)
+            .parse::<Proxy>()
+            .unwrap(),
+    );
+    let outcome = bridge(
+        &wrong,
+        echo,
+        &ConnectOptions::default(),
+        &b""[..],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(exit_code(&outcome), 77);
+    let err = chain.connect(closed_port().await).await.unwrap_err();
+    assert_eq!(
+        connect_exit_code(&err),
+        68,
+        "target refused through the proxy"
+    );
+    let four = spawn_proxy(Mode::Socks4).await;
+    let socks4: Proxy = four.url("socks4").parse().unwrap();
+    let err = socks4.connect("[::1]:80").await.unwrap_err();
+    assert_eq!(
+        connect_exit_code(&err),
+        64,
+        "IPv6 over SOCKS4 is a usage error"
+    );
+}
