@@ -80,8 +80,9 @@ pub fn exit_code(outcome: &Result<Transferred, BridgeError>) -> i32 {
     }
 }
 
-/// Connects to `target` through `chain` and copies stdin → target and target → stdout until
-/// both directions end; the write side towards the target is shut down when stdin ends.
+/// Connects to `target` through `chain` and copies stdin → target and target → stdout. When
+/// stdin ends, the write side towards the target is shut down and the target may still answer;
+/// when the target ends its side, the bridge ends (the `sent` count is then not reported).
 pub async fn bridge_stdio(
     chain: &Chain,
     target: impl IntoTarget,
@@ -111,16 +112,25 @@ where
 {
     let stream = chain.connect_with(target, options).await?;
     let (mut from_target, mut to_target) = tokio::io::split(stream);
-    let upstream = async {
+    let mut upstream = std::pin::pin!(async {
         let n = tokio::io::copy(&mut input, &mut to_target).await?;
         to_target.shutdown().await?;
         Ok::<_, io::Error>(n)
-    };
-    let downstream = async {
+    });
+    let mut downstream = std::pin::pin!(async {
         let n = tokio::io::copy(&mut from_target, &mut output).await?;
         output.flush().await?;
         Ok::<_, io::Error>(n)
-    };
-    let (sent, received) = tokio::try_join!(upstream, downstream)?;
-    Ok(Transferred { sent, received })
+    });
+    // When the target finishes first we are done: waiting for local input to end could hang
+    // forever on an interactive stdin. When local input ends first, the target still gets to
+    // answer (half-close).
+    tokio::select! {
+        received = &mut downstream => Ok(Transferred { sent: 0, received: received? }),
+        sent = &mut upstream => {
+            let sent = sent?;
+            let received = downstream.await?;
+            Ok(Transferred { sent, received })
+        }
+    }
 }

@@ -133,7 +133,8 @@ impl Socks5Datagram {
     /// Receives one datagram into `buf`; returns its length and where it came from. Malformed
     /// and fragmented datagrams are skipped. Payload beyond `buf.len()` is cut.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
-        let mut packet = vec![0u8; MAX_DATAGRAM];
+        // Room for the largest header (a 255-byte name) in front of a payload of `buf.len()`.
+        let mut packet = vec![0u8; (buf.len() + 3 + 1 + 1 + 255 + 2).min(MAX_DATAGRAM)];
         loop {
             let n = self.socket.recv(&mut packet).await?;
             let Ok(Some((header, used))) = UdpHeader::parse(&packet[..n]) else {

@@ -402,3 +402,24 @@ async fn bridge_copies_both_ways_and_maps_exit_codes() {
         "IPv6 over SOCKS4 is a usage error"
     );
 }
+
+#[tokio::test]
+async fn bridge_ends_when_the_target_closes_even_if_input_stays_open() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"bye").await.unwrap();
+    });
+    let proxy = spawn_proxy(Mode::Socks5 { auth: None }).await;
+    let chain = Chain::from(proxy.url("socks5").parse::<Proxy>().unwrap());
+    let (_keep_open, input) = tokio::io::duplex(64);
+    let mut output = Vec::new();
+    let options = ConnectOptions::default();
+    let bridged = mtgate_client::bridge(&chain, target, &options, input, &mut output);
+    let moved = tokio::time::timeout(Duration::from_secs(5), bridged)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((moved.received, output.as_slice()), (3, &b"bye"[..]));
+}
