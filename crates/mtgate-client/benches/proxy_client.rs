@@ -25,7 +25,11 @@ struct Target {
 
 impl Target {
     fn proxy(&self) -> Proxy {
-        let proxy = Proxy::new(mtgate_client::Kind::Socks5, self.addr.ip().to_string(), self.addr.port());
+        let proxy = Proxy::new(
+            mtgate_client::Kind::Socks5,
+            self.addr.ip().to_string(),
+            self.addr.port(),
+        );
         match &self.creds {
             Some((u, p)) => proxy.with_credentials(u.clone(), p.clone()),
             None => proxy,
@@ -34,7 +38,9 @@ impl Target {
 
     async fn tokio_socks(&self, target: SocketAddr) -> tokio_socks::tcp::Socks5Stream<TcpStream> {
         match &self.creds {
-            Some((u, p)) => tokio_socks::tcp::Socks5Stream::connect_with_password(self.addr, target, u, p).await,
+            Some((u, p)) => {
+                tokio_socks::tcp::Socks5Stream::connect_with_password(self.addr, target, u, p).await
+            }
             None => tokio_socks::tcp::Socks5Stream::connect(self.addr, target).await,
         }
         .expect("tokio-socks connect")
@@ -113,7 +119,10 @@ async fn upload<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: u64) ->
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -139,7 +148,10 @@ fn main() {
         .collect();
     let connects = env_num("MTGATE_BENCH_CONNECTS", 400) as usize;
     let mib = env_num("MTGATE_BENCH_MIB", 256);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run(targets, connects, mib));
 }
 
@@ -147,7 +159,9 @@ async fn run(targets: Vec<Target>, connects: usize, mib: u64) {
     let hold = hold_server().await;
     let sink = sink_server().await;
     let options = ConnectOptions::default();
-    println!("# mtgate-client vs tokio-socks {connects} connects, {mib} MiB uploads; loopback, current-thread runtime");
+    println!(
+        "# mtgate-client vs tokio-socks {connects} connects, {mib} MiB uploads; loopback, current-thread runtime"
+    );
     for t in &targets {
         let proxy = t.proxy();
         // Warm up both paths (and the proxy's process pool, for dante).
@@ -156,15 +170,20 @@ async fn run(targets: Vec<Target>, connects: usize, mib: u64) {
             drop(t.tokio_socks(hold).await);
         }
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..connects {
-            let started = Instant::now();
-            let s = proxy.connect_with(hold, &options).await.unwrap();
-            ours.push(started.elapsed());
-            drop(s);
-            let started = Instant::now();
-            let s = t.tokio_socks(hold).await;
-            theirs.push(started.elapsed());
-            drop(s);
+        for i in 0..connects {
+            // Alternate who goes first, so neither always follows the other's teardown.
+            for turn in 0..2 {
+                let started = Instant::now();
+                if (i + turn) % 2 == 0 {
+                    let s = proxy.connect_with(hold, &options).await.unwrap();
+                    ours.push(started.elapsed());
+                    drop(s);
+                } else {
+                    let s = t.tokio_socks(hold).await;
+                    theirs.push(started.elapsed());
+                    drop(s);
+                }
+            }
         }
         println!("{:<12} connect  mtgate-client  {}", t.name, summary(ours));
         println!("{:<12} connect  tokio-socks    {}", t.name, summary(theirs));

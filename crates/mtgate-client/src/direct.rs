@@ -106,6 +106,21 @@ pub async fn connect_addrs(
     addrs: &[SocketAddr],
     options: &DialOptions,
 ) -> Result<TcpStream, ConnectError> {
+    if let [only] = addrs {
+        // Nothing to race: dial inline, without a task per address.
+        return dial_one(*only, options)
+            .await
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::TimedOut => ConnectError::Timeout {
+                    stage: Stage::Connect,
+                    after: options.timeout,
+                },
+                _ => ConnectError::Io {
+                    stage: Stage::Connect,
+                    source,
+                },
+            });
+    }
     let deadline = Instant::now() + options.timeout;
     let ordered = interleave(addrs, options.prefer_ipv6);
     if ordered.is_empty() {

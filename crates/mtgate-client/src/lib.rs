@@ -30,7 +30,7 @@
 //! - [`udp`]: [`Socks5Datagram`], UDP through a SOCKS5 relay. [`bind`]: [`BindListener`].
 //! - [`framing`]: 4-byte big-endian length-prefixed packets, as a codec or two functions.
 //! - [`http_request`]: HTTP/1.1 requests over a tunnel with hyper's client.
-//! - [`bridge`]: stdin/stdout ↔ target, with exit codes (for `mtgate connect`).
+//! - [`mod@bridge`]: stdin/stdout ↔ target, with exit codes (for `mtgate connect`).
 //! - [`direct`]: resolve and dial with happy eyeballs (RFC 8305) under one deadline.
 //! - [`error`]: [`ConnectError`]: the [`Stage`] that failed, who is to [`Blame`], whether a
 //!   retry elsewhere is safe, the SOCKS reply or HTTP status (with the 407 challenge).
@@ -58,11 +58,11 @@
 //! | SOCKS5 CONNECT, user/pass | yes | yes | yes | yes |
 //! | local vs proxy DNS | `socks5` / `socks5h` | domain ⇒ proxy | proxy | `rdns` flag |
 //! | HTTP CONNECT | yes, bytes after the reply kept | yes, bytes after the reply dropped | no | yes |
-//! | HTTPS proxy (TLS to the proxy) | yes (rustls) | no | no | no |
+//! | TLS to the proxy (`https://`) | yes (rustls), also mid-chain | no | no | yes (`proxy_ssl`, v2 API) |
 //! | IPv6 proxy address | yes, happy eyeballs | no (`AF_INET` only) | yes | yes |
 //! | URL parsing | yes, percent-decoded | no | no | `Proxy.from_url` |
 //! | one deadline over dial+auth+reply | yes, stage reported | per-socket timeout | no (wrap it yourself) | `timeout` |
-//! | chains | any length, any kinds | advertised, does not chain | by nesting streams | deprecated `ProxyChain` |
+//! | chains | any length, any kinds, hops reported | advertised, does not chain | by nesting streams | v2 `ProxyChain` (the v1 one is deprecated) |
 //! | UDP ASSOCIATE | yes | no | no | no |
 //! | BIND | yes | no | yes | no |
 //! | typed errors | stage, blame, retry-safety, REP, HTTP status + 407 challenge | three unrelated exceptions | REP codes | `ProxyError` code |

@@ -228,7 +228,7 @@ impl Pool {
                         Blame::Proxy => self.count_failure(&members, &member, &error),
                         Blame::Target | Blame::Caller => return Err(error),
                     }
-                    tracing::debug!(member = %member.name(), attempt = attempts, error = %error, "pool attempt failed");
+                    tracing::debug!(member = %member.name(), attempt = attempts, error = ?error, "pool attempt failed");
                     last_error = Some(error);
                 }
             }
