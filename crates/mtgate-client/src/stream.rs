@@ -83,6 +83,39 @@ impl ProxyStream {
     pub fn buffered(&self) -> &[u8] {
         &self.prefix
     }
+
+    /// The plain TCP connection underneath, for relays that want the socket itself (e.g. to
+    /// splice). Fails, giving the stream back, when TLS is involved or an earlier hop left
+    /// bytes behind. Byte counters stop counting.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the stream itself comes back, by value"
+    )]
+    pub fn into_tcp(self) -> Result<TcpTunnel, Self> {
+        match self.transport {
+            Transport::Tcp(tcp) => Ok(TcpTunnel {
+                tcp,
+                prefix: self.prefix,
+                info: self.info,
+                _lease: self.lease,
+            }),
+            transport => Err(Self { transport, ..self }),
+        }
+    }
+}
+
+/// A tunnel as a bare TCP connection: write [`TcpTunnel::prefix`] to whoever reads from the
+/// target before anything read from [`TcpTunnel::tcp`]. Keep it alive while relaying: for
+/// pool connections it holds the member's in-flight count.
+#[derive(Debug)]
+pub struct TcpTunnel {
+    /// The connection to the first hop, carrying the tunnel.
+    pub tcp: TcpStream,
+    /// Bytes from the target already read during the handshake.
+    pub prefix: Bytes,
+    /// Facts about the connection (byte counters as of the conversion).
+    pub info: ConnectionInfo,
+    _lease: Option<Lease>,
 }
 
 impl AsyncRead for ProxyStream {

@@ -423,3 +423,35 @@ async fn bridge_ends_when_the_target_closes_even_if_input_stays_open() {
         .unwrap();
     assert_eq!((moved.received, output.as_slice()), (3, &b"bye"[..]));
 }
+
+#[tokio::test]
+async fn into_tcp_hands_over_the_socket_and_the_early_bytes() {
+    let banner = banner_server(b"hi").await;
+    let proxy = spawn_proxy(Mode::Http {
+        auth: None,
+        early: b"early-".to_vec(),
+    })
+    .await;
+    let p: Proxy = proxy.url("http").parse().unwrap();
+    let stream = p.connect(banner).await.unwrap();
+    let mut tunnel = stream.into_tcp().unwrap();
+    // The proxy's early bytes came with the reply; the banner may have too.
+    let mut seen = tunnel.prefix.to_vec();
+    while seen.len() < 8 {
+        let mut buf = [0u8; 8];
+        let n = tunnel.tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(seen, b"early-hi");
+    // TLS streams stay streams.
+    let (acceptor, client_config) = tls_pair();
+    let tls_proxy = spawn_tls_http_proxy(acceptor).await;
+    let options = ConnectOptions {
+        tls: Some(client_config),
+        ..ConnectOptions::default()
+    };
+    let https = Proxy::new(Kind::Https, "localhost", tls_proxy.port());
+    let stream = https.connect_with(banner, &options).await.unwrap();
+    assert!(stream.into_tcp().is_err());
+}
