@@ -455,3 +455,17 @@ async fn into_tcp_hands_over_the_socket_and_the_early_bytes() {
     let stream = https.connect_with(banner, &options).await.unwrap();
     assert!(stream.into_tcp().is_err());
 }
+
+#[tokio::test]
+async fn proxy_named_localhost_is_reached_over_any_of_its_addresses() {
+    // `localhost` may resolve to ::1 first while the proxy listens on 127.0.0.1 only (the
+    // tokio-socks #66 case): every address is tried.
+    let echo = echo_server().await;
+    let proxy = spawn_proxy(Mode::Socks5 { auth: None }).await;
+    let p: Proxy = format!("socks5://localhost:{}", proxy.addr.port())
+        .parse()
+        .unwrap();
+    let mut s = p.connect(echo).await.unwrap();
+    assert_eq!(round_trip(&mut s, b"lh").await, b"lh");
+    assert_eq!(s.info().peer_addr, Some(proxy.addr));
+}
