@@ -169,29 +169,57 @@ async fn run(targets: Vec<Target>, connects: usize, mib: u64) {
             drop(proxy.connect_with(hold, &options).await.unwrap());
             drop(t.tokio_socks(hold).await);
         }
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        // The same socket options as tokio-socks (no TCP_NODELAY, no keepalive), to separate
+        // the cost of those system calls from the client itself.
+        let bare = ConnectOptions {
+            dial: mtgate_client::DialOptions {
+                nodelay: false,
+                keepalive: None,
+                ..Default::default()
+            },
+            ..ConnectOptions::default()
+        };
+        let (mut ours, mut ours_bare, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..connects {
-            // Alternate who goes first, so neither always follows the other's teardown.
-            for turn in 0..2 {
+            // Rotate who goes first, so no client always follows another's teardown.
+            for turn in 0..3 {
                 let started = Instant::now();
-                if (i + turn) % 2 == 0 {
-                    let s = proxy.connect_with(hold, &options).await.unwrap();
-                    ours.push(started.elapsed());
-                    drop(s);
-                } else {
-                    let s = t.tokio_socks(hold).await;
-                    theirs.push(started.elapsed());
-                    drop(s);
+                match (i + turn) % 3 {
+                    0 => {
+                        let s = proxy.connect_with(hold, &options).await.unwrap();
+                        ours.push(started.elapsed());
+                        drop(s);
+                    }
+                    1 => {
+                        let s = proxy.connect_with(hold, &bare).await.unwrap();
+                        ours_bare.push(started.elapsed());
+                        drop(s);
+                    }
+                    _ => {
+                        let s = t.tokio_socks(hold).await;
+                        theirs.push(started.elapsed());
+                        drop(s);
+                    }
                 }
             }
         }
         println!("{:<12} connect  mtgate-client  {}", t.name, summary(ours));
+        println!(
+            "{:<12} connect  (same sockopts){}",
+            t.name,
+            summary(ours_bare)
+        );
         println!("{:<12} connect  tokio-socks    {}", t.name, summary(theirs));
         let bytes = mib * 1024 * 1024;
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            ours.push(upload(proxy.connect_with(sink, &options).await.unwrap(), bytes).await);
-            theirs.push(upload(t.tokio_socks(sink).await, bytes).await);
+        for i in 0..5 {
+            if i % 2 == 0 {
+                ours.push(upload(proxy.connect_with(sink, &options).await.unwrap(), bytes).await);
+                theirs.push(upload(t.tokio_socks(sink).await, bytes).await);
+            } else {
+                theirs.push(upload(t.tokio_socks(sink).await, bytes).await);
+                ours.push(upload(proxy.connect_with(sink, &options).await.unwrap(), bytes).await);
+            }
         }
         let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
         let median = |v: &mut Vec<f64>| {

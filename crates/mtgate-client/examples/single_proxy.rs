@@ -16,7 +16,7 @@ pub async fn run(proxy_url: &str, target: &str) -> Result<String, Box<dyn Error>
     let proxy: Proxy = proxy_url.parse()?;
     let options = ConnectOptions::with_timeout(Duration::from_secs(5));
     let stream = proxy.connect_with(target, &options).await?;
-    let info = stream.info().clone();
+    let info = stream.info();
     let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
     let response = http_request::get(stream, host, "/", 1024 * 1024).await?;
     Ok(format!(

@@ -71,12 +71,12 @@ pub(crate) struct Opened {
 
 impl Opened {
     pub(crate) fn into_stream(self, hops: Arc<[Proxy]>, target: Address) -> ProxyStream {
-        let tcp = self.transport.tcp();
+        // Socket addresses are looked up when asked for (each lookup is a system call).
         let info = ConnectionInfo {
             target,
             hops,
-            local_addr: tcp.local_addr().ok(),
-            peer_addr: tcp.peer_addr().ok(),
+            local_addr: None,
+            peer_addr: None,
             bound_addr: self.bound,
             connect_time: self.started.elapsed(),
             pool_member: None,

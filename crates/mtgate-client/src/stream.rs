@@ -70,8 +70,12 @@ impl ProxyStream {
     }
 
     /// A snapshot of the connection's facts and byte counters.
-    pub fn info(&self) -> &ConnectionInfo {
-        &self.info
+    pub fn info(&self) -> ConnectionInfo {
+        let mut info = self.info.clone();
+        let tcp = self.transport.tcp();
+        info.local_addr = tcp.local_addr().ok();
+        info.peer_addr = tcp.peer_addr().ok();
+        info
     }
 
     /// The TCP connection to the first hop, e.g. to set socket options.
@@ -93,12 +97,17 @@ impl ProxyStream {
     )]
     pub fn into_tcp(self) -> Result<TcpTunnel, Self> {
         match self.transport {
-            Transport::Tcp(tcp) => Ok(TcpTunnel {
-                tcp,
-                prefix: self.prefix,
-                info: self.info,
-                _lease: self.lease,
-            }),
+            Transport::Tcp(tcp) => {
+                let mut info = self.info;
+                info.local_addr = tcp.local_addr().ok();
+                info.peer_addr = tcp.peer_addr().ok();
+                Ok(TcpTunnel {
+                    tcp,
+                    prefix: self.prefix,
+                    info,
+                    _lease: self.lease,
+                })
+            }
             transport => Err(Self { transport, ..self }),
         }
     }
