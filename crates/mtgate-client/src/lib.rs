@@ -107,3 +107,22 @@ pub use stream::{ConnectionInfo, ProxyStream, TcpTunnel};
 pub use target::IntoTarget;
 pub use tls::default_tls_config;
 pub use udp::Socks5Datagram;
+
+#[cfg(test)]
+mod tests {
+    /// Everything a server hands to spawned tasks must be `Send` (and shared state `Sync`).
+    #[test]
+    fn public_types_are_thread_safe() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<crate::ProxyStream>();
+        send::<crate::TcpTunnel>();
+        send::<crate::BindListener>();
+        send_sync::<crate::Socks5Datagram>();
+        send_sync::<crate::Pool>();
+        send_sync::<crate::Chain>();
+        send_sync::<crate::Proxy>();
+        send_sync::<crate::ConnectError>();
+        send_sync::<crate::pool::HealthTask>();
+    }
+}
