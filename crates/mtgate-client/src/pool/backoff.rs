@@ -46,7 +46,8 @@ pub struct RetryPolicy {
     /// The pause between rounds; within a round each member is tried at most once, without
     /// pausing.
     pub backoff: Backoff,
-    /// A budget for all attempts and pauses together, on top of each attempt's own timeout.
+    /// A budget for all attempts and pauses together; an attempt's timeout is cut to what is
+    /// left of it.
     pub deadline: Option<Duration>,
 }
 

@@ -211,12 +211,22 @@ impl Pool {
                     "connect_any needs members with a destination",
                 ));
             };
-            match member
-                .config
-                .chain
-                .connect_with(destination, &inner.options)
-                .await
-            {
+            // An attempt never outlives the overall retry deadline.
+            let capped;
+            let options = match give_up_at {
+                Some(at) => {
+                    capped = ConnectOptions {
+                        timeout: inner
+                            .options
+                            .timeout
+                            .min(at.saturating_duration_since(Instant::now())),
+                        ..inner.options.clone()
+                    };
+                    &capped
+                }
+                None => &inner.options,
+            };
+            match member.config.chain.connect_with(destination, options).await {
                 Ok(mut stream) => {
                     member.record_success(started.elapsed());
                     stream.attach_lease(lease);
