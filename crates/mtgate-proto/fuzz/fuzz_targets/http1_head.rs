@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use mtgate_proto::http1::{Limits, RequestHead, ResponseHead, parse_basic};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_head_len: 1024, max_headers: 16 };
+    let limits = Limits {
+        max_head_len: 1024,
+        max_headers: 16,
+    };
     if let Ok(Some((head, used))) = RequestHead::parse(data, &limits) {
         assert!(used <= limits.max_head_len && head.headers.0.len() <= limits.max_headers);
         let _ = head.connect_target();
