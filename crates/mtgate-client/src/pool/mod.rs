@@ -31,6 +31,7 @@ mod member;
 mod strategy;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mtgate_proto::address::Address;
@@ -71,7 +72,7 @@ pub(crate) struct PoolInner {
 }
 
 /// Builds a [`Pool`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PoolBuilder {
     upstreams: Vec<Upstream>,
     strategy: Strategy,
@@ -79,6 +80,21 @@ pub struct PoolBuilder {
     ejection: EjectionPolicy,
     options: ConnectOptions,
     seed: Option<u64>,
+    fastest_tolerance: Duration,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            strategy: Strategy::default(),
+            retry: RetryPolicy::default(),
+            ejection: EjectionPolicy::default(),
+            options: ConnectOptions::default(),
+            seed: None,
+            fastest_tolerance: strategy::DEFAULT_TOLERANCE,
+        }
+    }
 }
 
 impl PoolBuilder {
@@ -117,6 +133,13 @@ impl PoolBuilder {
         self
     }
 
+    /// How much faster another member must be before [`Strategy::Fastest`] leaves its current
+    /// favourite. Default 5 ms.
+    pub fn fastest_tolerance(mut self, tolerance: Duration) -> Self {
+        self.fastest_tolerance = tolerance;
+        self
+    }
+
     /// Seeds the random choices (random strategy, jitter), for reproducible tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -134,7 +157,7 @@ impl PoolBuilder {
         Pool {
             inner: Arc::new(PoolInner {
                 members: ArcSwap::from_pointee(members),
-                selector: Selector::new(self.strategy),
+                selector: Selector::with_tolerance(self.strategy, self.fastest_tolerance),
                 retry: RetryPolicy {
                     max_attempts: self.retry.max_attempts.max(1),
                     ..self.retry

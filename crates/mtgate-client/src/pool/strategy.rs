@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
@@ -23,7 +25,9 @@ pub enum Strategy {
     Random,
     /// The member with the fewest connections open through it now; ties go round-robin.
     LeastInFlight,
-    /// The member with the lowest EWMA connect latency; members never measured go first.
+    /// The member with the lowest EWMA connect latency; members never measured go first. The
+    /// current favourite is kept until another beats it by more than the pool's tolerance
+    /// (hysteresis against flapping between near-equal members).
     Fastest,
     /// The first available member in configuration order (ordered failover).
     FirstAvailable,
@@ -61,20 +65,34 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// How much faster another member must be before [`Strategy::Fastest`] switches to it
+/// (see [`super::PoolBuilder::fastest_tolerance`]).
+pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_millis(5);
+
 /// The strategy with the state it keeps between picks.
 #[derive(Debug)]
 pub(crate) struct Selector {
     strategy: Strategy,
     counter: AtomicUsize,
     weighted: Mutex<()>,
+    /// Fastest: the favourite, by address (compared, never dereferenced).
+    favourite: AtomicUsize,
+    tolerance: Duration,
 }
 
 impl Selector {
+    #[cfg(test)]
     pub(crate) fn new(strategy: Strategy) -> Self {
+        Self::with_tolerance(strategy, DEFAULT_TOLERANCE)
+    }
+
+    pub(crate) fn with_tolerance(strategy: Strategy, tolerance: Duration) -> Self {
         Self {
             strategy,
             counter: AtomicUsize::new(0),
             weighted: Mutex::new(()),
+            favourite: AtomicUsize::new(0),
+            tolerance,
         }
     }
 
@@ -117,7 +135,24 @@ impl Selector {
                 let start = turn() % n;
                 let order = (0..n).map(|k| (start + k) % n);
                 // Unmeasured members sort first (None < Some), so each gets measured.
-                order.min_by_key(|&i| candidates[i].ewma()).unwrap_or(0)
+                let best = order.min_by_key(|&i| candidates[i].ewma()).unwrap_or(0);
+                let Some(best_latency) = candidates[best].ewma() else {
+                    return best;
+                };
+                let favourite = self.favourite.load(Ordering::Relaxed);
+                let kept = candidates
+                    .iter()
+                    .position(|m| Arc::as_ptr(m) as usize == favourite);
+                if let Some(i) = kept
+                    && candidates[i]
+                        .ewma()
+                        .is_some_and(|latency| latency <= best_latency + self.tolerance)
+                {
+                    return i;
+                }
+                self.favourite
+                    .store(Arc::as_ptr(candidates[best]) as usize, Ordering::Relaxed);
+                best
             }
         }
     }
@@ -226,6 +261,28 @@ mod tests {
         assert_eq!(selector.pick(&refs, &rng), 2, "unmeasured first");
         members[2].record_success(std::time::Duration::from_millis(50));
         assert!((0..10).all(|_| selector.pick(&refs, &rng) == 1));
+    }
+
+    #[test]
+    fn fastest_keeps_its_favourite_within_the_tolerance() {
+        use std::time::Duration;
+        let members = members(&[1, 1]);
+        members[0].record_success(Duration::from_millis(20));
+        members[1].record_success(Duration::from_millis(21));
+        let refs: Vec<&Arc<Member>> = members.iter().collect();
+        let selector = Selector::with_tolerance(Strategy::Fastest, Duration::from_millis(5));
+        let rng = Mutex::new(SmallRng::seed_from_u64(1));
+        assert_eq!(selector.pick(&refs, &rng), 0);
+        // Member 1 becomes slightly faster: within the tolerance, no switch.
+        for _ in 0..10 {
+            members[1].record_success(Duration::from_millis(17));
+        }
+        assert!((0..10).all(|_| selector.pick(&refs, &rng) == 0));
+        // Clearly faster: switch.
+        for _ in 0..10 {
+            members[1].record_success(Duration::from_millis(5));
+        }
+        assert_eq!(selector.pick(&refs, &rng), 1);
     }
 
     #[test]
