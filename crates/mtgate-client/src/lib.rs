@@ -66,7 +66,7 @@
 //! | UDP ASSOCIATE | yes | no | no | no |
 //! | BIND | yes | no | yes | no |
 //! | typed errors | stage, blame, retry-safety, REP, HTTP status + 407 challenge | three unrelated exceptions | REP codes | `ProxyError` code |
-//! | pool / strategies | RR, weighted, random, least in-flight, fastest (EWMA), first-available + backups | RR, random, least-used, fastest, sequential | no | no |
+//! | pool / strategies | RR, smooth weighted RR, weighted random, least in-flight, fastest (EWMA + hysteresis), first-available; backups | RR, random, least-used, fastest, sequential | no | no |
 //! | health checks | active to a configured target (connect or HTTP), rise/fall; passive ejection with backoff | hard-coded `www.google.com:80` | no | no |
 //! | retries | bounded, full-jitter exponential backoff, only before the first byte | linear sleep | no | no |
 //! | statistics | live per member: in flight, successes, failures, EWMA, state | counts, average time | no | no |
