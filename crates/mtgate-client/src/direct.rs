@@ -106,6 +106,21 @@ pub async fn connect_addrs(
     addrs: &[SocketAddr],
     options: &DialOptions,
 ) -> Result<TcpStream, ConnectError> {
+    if let [only] = addrs {
+        // Nothing to race: dial inline, without a task per address.
+        return dial_one(*only, options)
+            .await
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::TimedOut => ConnectError::Timeout {
+                    stage: Stage::Connect,
+                    after: options.timeout,
+                },
+                _ => ConnectError::Io {
+                    stage: Stage::Connect,
+                    source,
+                },
+            });
+    }
     let deadline = Instant::now() + options.timeout;
     let ordered = interleave(addrs, options.prefer_ipv6);
     if ordered.is_empty() {
@@ -167,11 +182,14 @@ async fn dial_one(addr: SocketAddr, options: &DialOptions) -> std::io::Result<Tc
     let stream = timeout_at(Instant::now() + options.timeout, socket.connect(addr))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    stream.set_nodelay(options.nodelay)?;
+    // New sockets start without TCP_NODELAY: only a change costs a system call.
+    if options.nodelay {
+        stream.set_nodelay(true)?;
+    }
     if let Some(idle) = options.keepalive {
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(idle / 4);
+        // Idle time only: the probe interval keeps the system default, saving a system call
+        // per connection.
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
         socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
     }
     Ok(stream)

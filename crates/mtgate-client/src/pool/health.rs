@@ -1,0 +1,161 @@
+//! Active health checks: each member is probed through its own chain towards a target the
+//! user chooses (never a built-in public host).
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mtgate_proto::address::Address;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, timeout};
+
+use super::PoolInner;
+use super::member::{Member, Transition};
+use crate::connector::ConnectOptions;
+use crate::http_request;
+
+/// What a check does once the tunnel is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The tunnel opening (every proxy handshake succeeding) is enough.
+    Connect,
+    /// `GET path` with `Host: host` through the tunnel must answer a status in `expect`.
+    Http {
+        /// The `Host` header.
+        host: String,
+        /// The request path, e.g. `/health`.
+        path: String,
+        /// Accepted statuses, e.g. `200..=299`.
+        expect: RangeInclusive<u16>,
+    },
+}
+
+/// Active health checking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Where to connect through each member. `None`: each member's own destination (for
+    /// backend pools).
+    pub target: Option<Address>,
+    /// What to check once connected.
+    pub probe: Probe,
+    /// Time between rounds. Default 10 s.
+    pub interval: Duration,
+    /// Budget for one check, connect and probe together. Default 5 s.
+    pub timeout: Duration,
+    /// Successes in a row that bring a down member back (and end a passive ejection). Default 2.
+    pub rise: u32,
+    /// Failures in a row that mark a member down. Default 3.
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    /// Checks that a tunnel to `target` opens through each member, with the default timings.
+    pub fn connect_to(target: Address) -> Self {
+        Self {
+            target: Some(target),
+            probe: Probe::Connect,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// The background checker; dropping it (or [`HealthTask::stop`]) stops the checks.
+#[derive(Debug)]
+pub struct HealthTask {
+    handle: JoinHandle<()>,
+}
+
+impl HealthTask {
+    pub(crate) fn spawn(pool: Arc<PoolInner>, check: HealthCheck) -> Self {
+        let handle = tokio::spawn(async move {
+            loop {
+                let round_started = Instant::now();
+                run_round(&pool, &check).await;
+                let next = round_started + check.interval;
+                tokio::time::sleep_until(next).await;
+            }
+        });
+        Self { handle }
+    }
+
+    /// Stops the checks.
+    pub fn stop(self) {
+        self.handle.abort();
+    }
+}
+
+impl Drop for HealthTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Checks every enabled member once, concurrently, and applies the results.
+pub(crate) async fn run_round(pool: &Arc<PoolInner>, check: &HealthCheck) {
+    let members = pool.members.load_full();
+    let mut checks = JoinSet::new();
+    for member in members.iter().filter(|m| m.is_enabled()).cloned() {
+        let check = check.clone();
+        let options = pool.options.clone();
+        checks.spawn(async move {
+            let outcome = check_one(&member, &check, &options).await;
+            (member, outcome)
+        });
+    }
+    while let Some(joined) = checks.join_next().await {
+        let Ok((member, outcome)) = joined else {
+            continue;
+        };
+        let transition =
+            member.record_check(outcome.is_ok(), check.rise, check.fall, outcome.err());
+        match transition {
+            Transition::WentDown => tracing::warn!(member = %member.name(), "health check: down"),
+            Transition::CameUp => tracing::info!(member = %member.name(), "health check: up"),
+            Transition::None => {}
+        }
+    }
+}
+
+async fn check_one(
+    member: &Member,
+    check: &HealthCheck,
+    options: &ConnectOptions,
+) -> Result<(), String> {
+    let target = check
+        .target
+        .clone()
+        .or_else(|| member.config.destination.clone())
+        .ok_or_else(|| "no health check target".to_owned())?;
+    let options = ConnectOptions {
+        timeout: check.timeout,
+        ..options.clone()
+    };
+    let attempt = async {
+        let stream = member
+            .config
+            .chain
+            .connect_with(target, &options)
+            .await
+            .map_err(|e| format!("check/{}/{}", e.stage().name(), e.reason()))?;
+        match &check.probe {
+            Probe::Connect => Ok(()),
+            Probe::Http { host, path, expect } => {
+                let response = http_request::get(stream, host, path, 64 * 1024)
+                    .await
+                    .map_err(|e| format!("check/http/{e}"))?;
+                if expect.contains(&response.status) {
+                    Ok(())
+                } else {
+                    Err(format!("check/http/status {}", response.status))
+                }
+            }
+        }
+    };
+    match timeout(check.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err("check/timeout".into()),
+    }
+}

@@ -1,0 +1,379 @@
+//! Pools: many upstreams behind one `connect`, with selection strategies, passive ejection,
+//! active health checks, retries with backoff and live statistics.
+//!
+//! # How a connect goes
+//!
+//! 1. Candidates are the members that are enabled, not marked down by active checks and not
+//!    ejected, primaries first; backups only when no primary is available. When nothing is
+//!    available the pool tries every enabled member anyway ("panic mode") rather than fail
+//!    without trying.
+//! 2. The [`Strategy`] picks one; the attempt runs under [`ConnectOptions::timeout`].
+//! 3. Success records the connect latency (EWMA) and resets the failure streak. The stream
+//!    holds an in-flight count on the member until dropped.
+//! 4. A failure blamed on the member ([`crate::Blame::Proxy`], timeouts included) counts
+//!    towards its ejection ([`EjectionPolicy`]). A failure the target caused, or one the caller
+//!    caused, is returned at once: another member would not fare better.
+//! 5. Otherwise the next member is tried; each member at most once per round. Between rounds
+//!    the pool sleeps a full-jitter exponential [`Backoff`], and it stops after
+//!    [`RetryPolicy::max_attempts`] attempts with [`ConnectError::Exhausted`].
+//!
+//! All of this happens before the stream is handed over, so no payload byte is ever sent
+//! twice. Time is tokio's, so tests can pause it.
+//!
+//! The machinery is not proxy-specific: a member is any [`Chain`] (zero hops for a plain TCP
+//! backend, see [`Upstream::backend`]), so the server's upstream pools use the same code.
+
+mod backoff;
+mod ejection;
+mod health;
+mod lease;
+mod member;
+mod strategy;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use mtgate_proto::address::Address;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::{Instant, sleep_until};
+
+pub use backoff::{Backoff, RetryPolicy};
+pub use ejection::EjectionPolicy;
+pub use health::{HealthCheck, HealthTask, Probe};
+pub(crate) use lease::Lease;
+pub use member::{MemberState, MemberStats, Upstream};
+pub use strategy::Strategy;
+
+use member::Member;
+use strategy::Selector;
+
+use crate::chain::Chain;
+use crate::connector::ConnectOptions;
+use crate::error::{Blame, ConnectError};
+use crate::stream::ProxyStream;
+use crate::target::IntoTarget;
+
+/// A pool of upstreams. Cheap to clone; clones share members and statistics.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PoolInner {
+    pub(crate) members: ArcSwap<Vec<Arc<Member>>>,
+    selector: Selector,
+    retry: RetryPolicy,
+    ejection: EjectionPolicy,
+    pub(crate) options: ConnectOptions,
+    rng: Mutex<SmallRng>,
+}
+
+/// Builds a [`Pool`].
+#[derive(Debug)]
+pub struct PoolBuilder {
+    upstreams: Vec<Upstream>,
+    strategy: Strategy,
+    retry: RetryPolicy,
+    ejection: EjectionPolicy,
+    options: ConnectOptions,
+    seed: Option<u64>,
+    fastest_tolerance: Duration,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            strategy: Strategy::default(),
+            retry: RetryPolicy::default(),
+            ejection: EjectionPolicy::default(),
+            options: ConnectOptions::default(),
+            seed: None,
+            fastest_tolerance: strategy::DEFAULT_TOLERANCE,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Adds a member.
+    pub fn upstream(mut self, upstream: Upstream) -> Self {
+        self.upstreams.push(upstream);
+        self
+    }
+
+    /// Adds a member for `proxy` with weight 1.
+    pub fn proxy(self, proxy: impl Into<Chain>) -> Self {
+        self.upstream(Upstream::new(proxy))
+    }
+
+    /// The selection strategy. Default round-robin.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Retries. Default: 3 attempts, 50 ms base, 2 s cap.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Passive ejection. Default: 3 failures in a row, 10 s doubling up to 5 min.
+    pub fn ejection(mut self, ejection: EjectionPolicy) -> Self {
+        self.ejection = ejection;
+        self
+    }
+
+    /// Options for every attempt (and health check, with the check's timeout).
+    pub fn connect_options(mut self, options: ConnectOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How much faster another member must be before [`Strategy::Fastest`] leaves its current
+    /// favourite. Default 5 ms.
+    pub fn fastest_tolerance(mut self, tolerance: Duration) -> Self {
+        self.fastest_tolerance = tolerance;
+        self
+    }
+
+    /// Seeds the random choices (random strategy, jitter), for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The pool.
+    pub fn build(self) -> Pool {
+        let members = self
+            .upstreams
+            .into_iter()
+            .map(|u| Arc::new(Member::new(u)))
+            .collect();
+        let seed = self.seed.unwrap_or_else(rand::random);
+        Pool {
+            inner: Arc::new(PoolInner {
+                members: ArcSwap::from_pointee(members),
+                selector: Selector::with_tolerance(self.strategy, self.fastest_tolerance),
+                retry: RetryPolicy {
+                    max_attempts: self.retry.max_attempts.max(1),
+                    ..self.retry
+                },
+                ejection: self.ejection,
+                options: self.options,
+                rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            }),
+        }
+    }
+}
+
+impl Pool {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// The strategy in use.
+    pub fn strategy(&self) -> Strategy {
+        self.inner.selector.strategy()
+    }
+
+    /// Connects to `target` through one of the members, retrying as configured. Members built
+    /// with [`Upstream::backend`] connect to their own destination instead.
+    pub async fn connect(&self, target: impl IntoTarget) -> Result<ProxyStream, ConnectError> {
+        let target = target.into_target()?;
+        self.connect_inner(Some(target)).await
+    }
+
+    /// Connects to a member's own destination (pools of [`Upstream::backend`] members).
+    pub async fn connect_any(&self) -> Result<ProxyStream, ConnectError> {
+        self.connect_inner(None).await
+    }
+
+    async fn connect_inner(&self, target: Option<Address>) -> Result<ProxyStream, ConnectError> {
+        let inner = &self.inner;
+        let policy = &inner.retry;
+        let give_up_at = policy.deadline.map(|d| Instant::now() + d);
+        let mut tried: Vec<Arc<Member>> = Vec::new();
+        let mut attempts = 0u32;
+        let mut round = 0u32;
+        let mut last_error = None;
+        while attempts < policy.max_attempts {
+            let members = inner.members.load_full();
+            if !members.iter().any(|m| m.is_enabled()) {
+                return Err(ConnectError::EmptyPool);
+            }
+            let Some(member) = self.select(&members, &tried) else {
+                // Every member had its turn this round: pause, then start over.
+                let pause = {
+                    let mut rng = inner.rng.lock().unwrap_or_else(|e| e.into_inner());
+                    policy.backoff.delay(round, &mut *rng)
+                };
+                round += 1;
+                tried.clear();
+                let wake = Instant::now() + pause;
+                if give_up_at.is_some_and(|at| wake >= at) {
+                    break;
+                }
+                sleep_until(wake).await;
+                continue;
+            };
+            if give_up_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
+            attempts += 1;
+            tried.push(member.clone());
+            let lease = Lease::new(member.clone());
+            let started = Instant::now();
+            let destination = member.config.destination.clone().or_else(|| target.clone());
+            let Some(destination) = destination else {
+                return Err(ConnectError::Unsupported(
+                    "connect_any needs members with a destination",
+                ));
+            };
+            // An attempt never outlives the overall retry deadline.
+            let capped;
+            let options = match give_up_at {
+                Some(at) => {
+                    capped = ConnectOptions {
+                        timeout: inner
+                            .options
+                            .timeout
+                            .min(at.saturating_duration_since(Instant::now())),
+                        ..inner.options.clone()
+                    };
+                    &capped
+                }
+                None => &inner.options,
+            };
+            match member.config.chain.connect_with(destination, options).await {
+                Ok(mut stream) => {
+                    member.record_success(started.elapsed());
+                    stream.attach_lease(lease);
+                    return Ok(stream);
+                }
+                Err(error) => {
+                    drop(lease);
+                    match error.blame() {
+                        Blame::Proxy => self.count_failure(&members, &member, &error),
+                        Blame::Target | Blame::Caller => return Err(error),
+                    }
+                    tracing::debug!(member = %member.name(), attempt = attempts, error = ?error, "pool attempt failed");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(ConnectError::Exhausted {
+            attempts,
+            last: Box::new(last_error.unwrap_or(ConnectError::Timeout {
+                stage: crate::Stage::Connect,
+                after: policy.deadline.unwrap_or_default(),
+            })),
+        })
+    }
+
+    fn count_failure(&self, members: &[Arc<Member>], member: &Member, error: &ConnectError) {
+        let now = Instant::now();
+        let ejected = members.iter().filter(|m| m.is_ejected(now)).count();
+        let may_eject = self.inner.ejection.may_eject(ejected, members.len());
+        let reason = format!("{}/{}", error.stage().name(), error.reason());
+        if let Some(time) = member.record_failure(reason, &self.inner.ejection, may_eject, now) {
+            tracing::warn!(member = %member.name(), ejected_for = ?time, "pool member ejected");
+        }
+    }
+
+    /// Candidates per the rules in the module docs, then the strategy's pick.
+    fn select(&self, members: &[Arc<Member>], tried: &[Arc<Member>]) -> Option<Arc<Member>> {
+        let now = Instant::now();
+        let untried = |m: &&Arc<Member>| m.is_enabled() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
+        let available = |backup: bool| -> Vec<&Arc<Member>> {
+            members
+                .iter()
+                .filter(untried)
+                .filter(|m| m.config.backup == backup && m.is_available(now))
+                .collect()
+        };
+        let mut candidates = available(false);
+        if candidates.is_empty() {
+            candidates = available(true);
+        }
+        let panic_mode = candidates.is_empty();
+        if panic_mode {
+            // Nothing healthy is left to try this round; everything available was already
+            // tried if `tried` is non-empty, so only fall back when nothing was available.
+            let any_available_tried = tried.iter().any(|m| m.is_available(now));
+            if any_available_tried {
+                return None;
+            }
+            candidates = members.iter().filter(untried).collect();
+            candidates.sort_by_key(|m| m.config.backup);
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        let index = self.inner.selector.pick(&candidates, &self.inner.rng);
+        Some(candidates[index].clone())
+    }
+
+    /// Live statistics per member, in configuration order.
+    pub fn stats(&self) -> Vec<MemberStats> {
+        let now = Instant::now();
+        self.inner
+            .members
+            .load()
+            .iter()
+            .map(|m| m.stats(now))
+            .collect()
+    }
+
+    /// Starts active health checks in the background; they run until the returned task is
+    /// dropped or stopped.
+    pub fn spawn_health_checks(&self, check: HealthCheck) -> HealthTask {
+        HealthTask::spawn(self.inner.clone(), check)
+    }
+
+    /// Runs one round of health checks now and applies the results.
+    pub async fn check_now(&self, check: &HealthCheck) {
+        health::run_round(&self.inner, check).await;
+    }
+
+    /// Adds a member at runtime (effective for the next connect).
+    pub fn add(&self, upstream: Upstream) {
+        let member = Arc::new(Member::new(upstream));
+        self.inner.members.rcu(|members| {
+            let mut next = Vec::clone(members);
+            next.push(member.clone());
+            next
+        });
+    }
+
+    /// Removes the member named `name`; open connections through it stay open. Returns whether
+    /// it existed.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut found = false;
+        self.inner.members.rcu(|members| {
+            let next: Vec<_> = members
+                .iter()
+                .filter(|m| m.name() != name)
+                .cloned()
+                .collect();
+            found = next.len() != members.len();
+            next
+        });
+        found
+    }
+
+    /// Enables or disables the member named `name` (disabled members get no new connections;
+    /// open ones stay). Returns whether it exists.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> bool {
+        let members = self.inner.members.load();
+        let member = members.iter().find(|m| m.name() == name);
+        if let Some(member) = member {
+            member.set_enabled(enabled);
+        }
+        member.is_some()
+    }
+}

@@ -1,0 +1,56 @@
+//! TLS to `https://` proxies: rustls with the aws-lc-rs provider and the Mozilla root set.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{ConnectError, Stage};
+use crate::handshake::Deadline;
+use crate::transport::Transport;
+
+/// The configuration used when [`crate::ConnectOptions::tls`] is `None`: webpki roots, TLS 1.2
+/// and 1.3, aws-lc-rs.
+pub fn default_tls_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let config = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Runs the TLS handshake with the proxy at `host` over `transport`.
+pub(crate) async fn wrap(
+    transport: Transport,
+    host: &str,
+    config: Option<&Arc<ClientConfig>>,
+    deadline: &Deadline,
+) -> Result<Transport, ConnectError> {
+    let config = config.cloned().unwrap_or_else(default_tls_config);
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::Protocol {
+        stage: Stage::Tls,
+        detail: "proxy host is not a valid TLS server name".into(),
+    })?;
+    let connector = TlsConnector::from(config);
+    let stream = deadline
+        .run(Stage::Tls, async {
+            connector
+                .connect(name, transport)
+                .await
+                .map_err(|e| ConnectError::io(Stage::Tls, e))
+        })
+        .await?;
+    Ok(Transport::Tls(Box::new(stream)))
+}
