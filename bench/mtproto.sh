@@ -164,6 +164,7 @@ mtgate_row() {
   port="$(free_port)"
   cat >"$WORK/mtgate-$kind.toml" <<EOF
 [server]
+log_level = "warn"
 state_dir = "$WORK/mtgate-state-$kind"
 
 [metrics]
@@ -176,7 +177,9 @@ dc_overrides = { "2" = ["$DC_ADDR"] }
 name = "bench"
 listen = ["127.0.0.1:$port"]
 modes = ["classic", "padded", "fake-tls"]
-tls_domains = ["$DOMAIN"]
+
+[mtproto.fake_tls]
+domains = ["$DOMAIN"]
 
 [mtproto.masking]
 enabled = false

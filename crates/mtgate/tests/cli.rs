@@ -43,7 +43,10 @@ impl Running {
             .spawn()
             .unwrap();
         let (tx, lines) = mpsc::channel();
-        for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -51,7 +54,11 @@ impl Running {
                 }
             });
         }
-        Self { child, lines, seen: Vec::new() }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits (up to 10 s) for a line containing `needle` and returns it.
@@ -59,16 +66,17 @@ impl Running {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
+        // Up to 10 s: 100 waits of at most 100 ms for the next line.
+        for _ in 0..100 {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if line.contains(needle) {
                         return line;
                     }
                 }
-                Err(_) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
@@ -106,13 +114,25 @@ fn the_embedded_default_prints_links_that_survive_a_restart() {
     let link = first.wait_for("tg://proxy?server=");
     first.wait_for("listening");
     assert!(link.contains("&port=8443&secret=ee"), "{link}");
-    assert!(first.wait_for("https://t.me/proxy?server=").contains("&port=8443&secret=ee"));
+    assert!(
+        first
+            .wait_for("https://t.me/proxy?server=")
+            .contains("&port=8443&secret=ee")
+    );
     first.wait_for("secret=dd");
     assert_eq!(first.stop(), 0);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.join("state.toml")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.join("state.toml"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600, "the state file is private");
     let mut second = Running::start(&["run"], &state);
-    assert_eq!(second.wait_for("tg://proxy?server="), link, "same secret after a restart");
+    assert_eq!(
+        second.wait_for("tg://proxy?server="),
+        link,
+        "same secret after a restart"
+    );
     assert_eq!(second.stop(), 0);
 }
 
@@ -121,26 +141,55 @@ fn check_config_accepts_good_files_and_points_at_mistakes() {
     let dir = temp_dir("check");
     let good = dir.join("good.toml");
     std::fs::write(&good, format!("[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"padded\"]\n[mtproto.masking]\nenabled = false\n[mtproto.users]\nalice = \"{ALICE}\"\n")).unwrap();
-    let out = Command::new(BIN).args(["check-config", good.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
 
     let cases = [
-        ("[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodez = []\n", "unknown field `modez`"),
-        ("[[mtproto]]\nlisten = [\"nope\"]\n[mtproto.users]\na = \"auto\"\n", "mtproto[0].listen"),
-        ("[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"padded\"]\n[mtproto.masking]\nenabled = false\n[mtproto.users]\na = \"0011\"\n", "mtproto[0].users.a"),
-        ("[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"fake-tls\"]\n[mtproto.users]\na = \"auto\"\n", "fake_tls.domains"),
+        (
+            "[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodez = []\n",
+            "unknown field `modez`",
+        ),
+        (
+            "[[mtproto]]\nlisten = [\"nope\"]\n[mtproto.users]\na = \"auto\"\n",
+            "mtproto[0].listen",
+        ),
+        (
+            "[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"padded\"]\n[mtproto.masking]\nenabled = false\n[mtproto.users]\na = \"0011\"\n",
+            "mtproto[0].users.a",
+        ),
+        (
+            "[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"fake-tls\"]\n[mtproto.users]\na = \"auto\"\n",
+            "fake_tls.domains",
+        ),
         ("[server]\nshutdown_grace = \"soon\"\n", "invalid duration"),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let bad = dir.join(format!("bad{i}.toml"));
         std::fs::write(&bad, text).unwrap();
-        let out = Command::new(BIN).args(["check-config", bad.to_str().unwrap()]).env("MTGATE_STATE_DIR", &dir).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", bad.to_str().unwrap()])
+            .env("MTGATE_STATE_DIR", &dir)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(expected), "case {i}: expected {expected:?} in {err}");
+        assert!(
+            err.contains(expected),
+            "case {i}: expected {expected:?} in {err}"
+        );
     }
-    assert!(!dir.join("state.toml").exists(), "check-config writes nothing");
+    assert!(
+        !dir.join("state.toml").exists(),
+        "check-config writes nothing"
+    );
 }
 
 #[test]
@@ -154,20 +203,38 @@ fn link_prints_every_form_and_a_qr_code() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).args(["link", "--config", file.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["link", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    let ee_hex = ClientSecret::FakeTls { secret: key(ALICE), domain: DOMAIN.into() }.to_hex();
-    assert!(text.contains(&format!("tg://proxy?server=proxy.example.net&port=443&secret={ee_hex}")), "{text}");
+    let ee_hex = ClientSecret::FakeTls {
+        secret: key(ALICE),
+        domain: DOMAIN.into(),
+    }
+    .to_hex();
+    assert!(
+        text.contains(&format!(
+            "tg://proxy?server=proxy.example.net&port=443&secret={ee_hex}"
+        )),
+        "{text}"
+    );
     assert!(text.contains(&format!("secret=dd{ALICE}")));
     assert!(text.contains(&format!("secret={ALICE}")));
-    assert!(text.contains('▀') || text.contains('▄'), "a QR code is drawn");
+    assert!(
+        text.contains('▀') || text.contains('▄'),
+        "a QR code is drawn"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_users_and_sigusr1_reopens_the_log() {
     let dir = temp_dir("reload");
-    let dc = FakeDc::bind(&["127.0.0.1:0".parse().unwrap()]).await.unwrap().spawn();
+    let dc = FakeDc::bind(&["127.0.0.1:0".parse().unwrap()])
+        .await
+        .unwrap()
+        .spawn();
     let dc_addr = dc.local_addrs()[0];
     let file = dir.join("mtgate.toml");
     let log = dir.join("mtgate.log");
@@ -207,18 +274,26 @@ async fn sighup_reloads_users_and_sigusr1_reopens_the_log() {
     wait_for_log(&log, "reload failed").await;
     bob.echo(&[4; 8]).await.unwrap();
     assert_eq!(running.stop(), 0);
-    let all = std::fs::read_to_string(dir.join("mtgate.log.1")).unwrap() + &std::fs::read_to_string(&log).unwrap();
-    assert!(!all.contains(ALICE) && !all.contains(BOB), "secrets never reach the log");
+    let all = std::fs::read_to_string(dir.join("mtgate.log.1")).unwrap()
+        + &std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !all.contains(ALICE) && !all.contains(BOB),
+        "secrets never reach the log"
+    );
 }
 
 /// Waits for a log line containing `needle`; returns the address after `addr=` if any.
 async fn wait_for_log(log: &Path, needle: &str) -> SocketAddr {
     for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(log) {
-            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-                let addr = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()).and_then(|a| a.parse().ok());
-                return addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
-            }
+        if let Ok(text) = std::fs::read_to_string(log)
+            && let Some(line) = text.lines().find(|l| l.contains(needle))
+        {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            return addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -238,11 +313,29 @@ fn privileges_are_dropped_after_binding() {
         format!("[metrics]\nenabled = false\n[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"padded\"]\n[mtproto.masking]\nenabled = false\n[mtproto.users]\na = \"{ALICE}\"\n"),
     )
     .unwrap();
-    let mut running = Running::start(&["run", "--config", file.to_str().unwrap(), "--user", "nobody"], &dir);
+    let mut running = Running::start(
+        &[
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--user",
+            "nobody",
+        ],
+        &dir,
+    );
     running.wait_for("dropped privileges");
     let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id())).unwrap();
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
     let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(uids.split_whitespace().skip(1).all(|u| u == nobody.to_string()), "{uids}");
+    assert!(
+        uids.split_whitespace()
+            .skip(1)
+            .all(|u| u == nobody.to_string()),
+        "{uids}"
+    );
     assert_eq!(running.stop(), 0);
 }

@@ -11,17 +11,27 @@ use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_pressure_closes_the_idlest_connections_first() {
-    let options = Options { extra: "[limits]\nbuffer_size = \"32KiB\"\nbuffered_bytes = \"128KiB\"", ..Options::default() };
+    let options = Options {
+        extra: "[limits]\nbuffer_size = \"32KiB\"\nbuffered_bytes = \"128KiB\"",
+        ..Options::default()
+    };
     let fixture = Fixture::start(options).await;
     // Readers that never read: the DC's echo fills their sockets and the relay's buffers.
     // Each one ends up holding a buffer in both directions: the proxy cannot write the echo to
     // the client, so the DC stops reading, so the proxy cannot write to the DC either.
     let mut stuck = Vec::new();
     for _ in 0..3 {
-        let mut conn = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(ALICE)))).await;
+        let mut conn = connect(
+            fixture.proxy,
+            &client_config(ClientSecret::Padded(key(ALICE))),
+        )
+        .await;
         let big = vec![1u8; 60_000];
         for _ in 0..1000 {
-            if tokio::time::timeout(Duration::from_millis(300), conn.send_frame(&big)).await.is_err() {
+            if tokio::time::timeout(Duration::from_millis(300), conn.send_frame(&big))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -40,9 +50,19 @@ async fn memory_pressure_closes_the_idlest_connections_first() {
 #[tokio::test]
 async fn shutdown_drains_then_closes_within_the_grace_period() {
     let fixture = Fixture::start(Options::default()).await;
-    let mut conn = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(ALICE)))).await;
+    let mut conn = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(ALICE))),
+    )
+    .await;
     conn.echo(&[1; 16]).await.unwrap();
-    let Fixture { server, dc: _dc, website: _website, proxy, .. } = fixture;
+    let Fixture {
+        server,
+        dc: _dc,
+        website: _website,
+        proxy,
+        ..
+    } = fixture;
     let started = Instant::now();
     let shutdown = tokio::spawn(server.shutdown(Duration::from_millis(700)));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -53,6 +73,12 @@ async fn shutdown_drains_then_closes_within_the_grace_period() {
     conn.echo(&[2; 16]).await.unwrap();
     shutdown.await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(650) && took < Duration::from_secs(3), "{took:?}");
-    assert!(conn.echo(&[3; 16]).await.is_err(), "closed after the grace period");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(
+        conn.echo(&[3; 16]).await.is_err(),
+        "closed after the grace period"
+    );
 }

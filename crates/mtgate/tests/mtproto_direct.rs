@@ -20,11 +20,19 @@ async fn echo_round_trips(fixture: &Fixture, secret: ClientSecret, transport: Pr
         for payload in [&small, &large, &small] {
             conn.send_frame(payload).await.unwrap();
             let echoed = conn.recv_frame().await.unwrap();
-            assert!(is_echo_of(conn.transport(), payload, &echoed), "{} via {addr}", secret_name(&secret));
+            assert!(
+                is_echo_of(conn.transport(), payload, &echoed),
+                "{} via {addr}",
+                secret_name(&secret)
+            );
         }
         let seen = fixture.dc.stats().snapshot();
         assert_eq!(seen.last_dc, Some(DcId(-4)), "the DC index reaches the DC");
-        assert_eq!(seen.last_transport, Some(conn.transport()), "the client's transport reaches the DC");
+        assert_eq!(
+            seen.last_transport,
+            Some(conn.transport()),
+            "the client's transport reaches the DC"
+        );
     }
 }
 
@@ -39,9 +47,27 @@ fn secret_name(s: &ClientSecret) -> &'static str {
 #[tokio::test]
 async fn every_mode_echoes_through_to_the_dc() {
     let fixture = Fixture::start(Options::default()).await;
-    echo_round_trips(&fixture, ClientSecret::Plain(key(ALICE)), ProtoTag::Abridged, true).await;
-    echo_round_trips(&fixture, ClientSecret::Plain(key(BOB)), ProtoTag::Intermediate, true).await;
-    echo_round_trips(&fixture, ClientSecret::Padded(key(ALICE)), ProtoTag::Padded, true).await;
+    echo_round_trips(
+        &fixture,
+        ClientSecret::Plain(key(ALICE)),
+        ProtoTag::Abridged,
+        true,
+    )
+    .await;
+    echo_round_trips(
+        &fixture,
+        ClientSecret::Plain(key(BOB)),
+        ProtoTag::Intermediate,
+        true,
+    )
+    .await;
+    echo_round_trips(
+        &fixture,
+        ClientSecret::Padded(key(ALICE)),
+        ProtoTag::Padded,
+        true,
+    )
+    .await;
     echo_round_trips(&fixture, ee(ALICE), ProtoTag::Padded, true).await;
     // TelethonFakeTLS sends no ChangeCipherSpec before its first record.
     echo_round_trips(&fixture, ee(BOB), ProtoTag::Padded, false).await;
@@ -49,9 +75,19 @@ async fn every_mode_echoes_through_to_the_dc() {
 
 #[tokio::test]
 async fn without_fast_mode_the_proxy_reencrypts_both_ways() {
-    let fixture = Fixture::start(Options { fast_mode: false, ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        fast_mode: false,
+        ..Options::default()
+    })
+    .await;
     echo_round_trips(&fixture, ee(ALICE), ProtoTag::Padded, true).await;
-    echo_round_trips(&fixture, ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, true).await;
+    echo_round_trips(
+        &fixture,
+        ClientSecret::Plain(key(ALICE)),
+        ProtoTag::Intermediate,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,8 +95,16 @@ async fn many_connections_moving_large_frames_at_once_all_finish() {
     let fixture = Fixture::start(Options::default()).await;
     let mut tasks = Vec::new();
     for i in 0..24u32 {
-        let addr = if i % 2 == 0 { fixture.proxy } else { fixture.proxy_v6 };
-        let secret = if i % 3 == 0 { ee(ALICE) } else { ClientSecret::Padded(key(ALICE)) };
+        let addr = if i % 2 == 0 {
+            fixture.proxy
+        } else {
+            fixture.proxy_v6
+        };
+        let secret = if i % 3 == 0 {
+            ee(ALICE)
+        } else {
+            ClientSecret::Padded(key(ALICE))
+        };
         tasks.push(tokio::spawn(async move {
             let conn = connect(addr, &client_config(secret)).await;
             let transport = conn.transport();
@@ -94,35 +138,75 @@ async fn sessions_show_in_metrics_and_stats() {
     let metrics_addr = fixture.server.metrics_addr().unwrap();
     let metrics = http_get(metrics_addr, "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(metrics.contains(r#"mtgate_mtproto_sessions_total{listener="test",user="alice",mode="fake-tls"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"mtgate_mtproto_sessions_total{listener="test",user="alice",mode="fake-tls"} 1"#
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains("mtgate_telegram_dc_connect_seconds_bucket"));
     assert!(metrics.contains("process_resident_memory_bytes"));
     let stats = http_get(metrics_addr, "/stats").await;
-    assert!(stats.contains("user.test.alice.sessions_open\t1"), "{stats}");
-    assert!(stats.contains("user.test.alice.sessions_total\t1"), "{stats}");
-    assert!(!metrics.contains(ALICE) && !stats.contains(ALICE), "secrets never appear");
-    assert!(http_get(metrics_addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    assert!(
+        stats.contains("user.test.alice.sessions_open\t1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("user.test.alice.sessions_total\t1"),
+        "{stats}"
+    );
+    assert!(
+        !metrics.contains(ALICE) && !stats.contains(ALICE),
+        "secrets never appear"
+    );
+    assert!(
+        http_get(metrics_addr, "/nope")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
 }
 
 #[tokio::test]
 async fn a_users_connection_limit_is_enforced() {
     let fixture = Fixture::start(Options::default()).await;
     // bob may have 2 connections at once.
-    let mut first = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(BOB)))).await;
-    let mut second = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(BOB)))).await;
+    let mut first = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(BOB))),
+    )
+    .await;
+    let mut second = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(BOB))),
+    )
+    .await;
     first.echo(&[1; 8]).await.unwrap();
     second.echo(&[2; 8]).await.unwrap();
-    let mut third = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(BOB)))).await;
-    assert!(third.echo(&[3; 8]).await.is_err(), "a third connection is closed");
+    let mut third = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(BOB))),
+    )
+    .await;
+    assert!(
+        third.echo(&[3; 8]).await.is_err(),
+        "a third connection is closed"
+    );
     drop(first);
     let metrics = fixture.server.metrics_addr().unwrap();
     for _ in 0..100 {
-        if http_get(metrics, "/stats").await.contains("user.test.bob.sessions_open\t1\n") {
+        if http_get(metrics, "/stats")
+            .await
+            .contains("user.test.bob.sessions_open\t1\n")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let mut fourth = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(BOB)))).await;
+    let mut fourth = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(BOB))),
+    )
+    .await;
     fourth.echo(&[4; 8]).await.unwrap();
 }
 
@@ -136,9 +220,17 @@ async fn an_oversized_frame_closes_the_session() {
     // max_frame is 64 KiB in the fixture.
     let big = vec![0u8; 128 * 1024];
     let _ = conn.send_frame(&big).await;
-    assert!(conn.recv_frame().await.is_err(), "the proxy closes instead of relaying");
+    assert!(
+        conn.recv_frame().await.is_err(),
+        "the proxy closes instead of relaying"
+    );
     let metrics = http_get(fixture.server.metrics_addr().unwrap(), "/metrics").await;
-    assert!(metrics.contains(r#"mtgate_mtproto_session_errors_total{listener="test",reason="frame_too_large"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"mtgate_mtproto_session_errors_total{listener="test",reason="frame_too_large"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -147,12 +239,22 @@ async fn reload_changes_users_without_dropping_sessions() {
     let mut alice = connect(fixture.proxy, &client_config(ee(ALICE))).await;
     alice.echo(&[1; 12]).await.unwrap();
     // The new configuration keeps bob only.
-    let text = fixture.config_text(&Options::default()).replace(&format!("alice = \"{ALICE}\""), "");
+    let text = fixture
+        .config_text(&Options::default())
+        .replace(&format!("alice = \"{ALICE}\""), "");
     fixture.server.reload(config(&text));
     // Alice's open session goes on; a new connection with her secret is refused (masked).
     alice.echo(&[2; 12]).await.unwrap();
-    let mut refused = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(ALICE)))).await;
+    let mut refused = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(ALICE))),
+    )
+    .await;
     assert!(refused.echo(&[3; 8]).await.is_err());
-    let mut bob = connect(fixture.proxy, &client_config(ClientSecret::Padded(key(BOB)))).await;
+    let mut bob = connect(
+        fixture.proxy,
+        &client_config(ClientSecret::Padded(key(BOB))),
+    )
+    .await;
     bob.echo(&[4; 8]).await.unwrap();
 }

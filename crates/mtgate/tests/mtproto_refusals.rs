@@ -14,13 +14,24 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
 }
 
 fn hello(secret: &Secret, domain: &str, unix_time: u32) -> Vec<u8> {
     let mut session_id = [0u8; 32];
     rand::fill(&mut session_id);
-    client_hello::build(secret, &HelloSpec { domain, unix_time, session_id, key_share: [9; 32] })
+    client_hello::build(
+        secret,
+        &HelloSpec {
+            domain,
+            unix_time,
+            session_id,
+            key_share: [9; 32],
+        },
+    )
 }
 
 /// Sends `bytes`, then reads what comes back until the proxy closes.
@@ -32,7 +43,9 @@ async fn probe(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 async fn failures(fixture: &Fixture, reason: &str) -> bool {
     let metrics = http_get(fixture.server.metrics_addr().unwrap(), "/metrics").await;
-    metrics.contains(&format!(r#"mtgate_mtproto_handshake_failures_total{{listener="test",reason="{reason}"}}"#))
+    metrics.contains(&format!(
+        r#"mtgate_mtproto_handshake_failures_total{{listener="test",reason="{reason}"}}"#
+    ))
 }
 
 #[tokio::test]
@@ -43,17 +56,28 @@ async fn a_wrong_secret_is_relayed_to_the_cover_site_byte_for_byte() {
     garbage[0] = 0x42;
     let answer = probe(fixture.proxy, &garbage).await;
     assert_eq!(answer, WEBSITE_BANNER, "the peer sees the website's answer");
-    assert_eq!(fixture.website.connection(0).await, garbage, "the website got exactly the probe");
+    assert_eq!(
+        fixture.website.connection(0).await,
+        garbage,
+        "the website got exactly the probe"
+    );
     assert!(failures(&fixture, "bad_secret").await);
 }
 
 #[tokio::test]
 async fn an_http_probe_gets_the_website_at_once() {
-    let fixture = Fixture::start(Options { handshake_timeout: "30s", ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        handshake_timeout: "30s",
+        ..Options::default()
+    })
+    .await;
     let started = Instant::now();
     let request = b"GET / HTTP/1.1\r\nHost: cover.example\r\n\r\n";
     assert_eq!(probe(fixture.proxy_v6, request).await, WEBSITE_BANNER);
-    assert!(started.elapsed() < Duration::from_secs(5), "no waiting for the handshake deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no waiting for the handshake deadline"
+    );
     assert_eq!(fixture.website.connection(0).await, request);
     assert!(failures(&fixture, "other_protocol").await);
 }
@@ -89,7 +113,10 @@ async fn a_replayed_hello_is_masked() {
     let mut stream = TcpStream::connect(fixture.proxy).await.unwrap();
     stream.write_all(&first).await.unwrap();
     let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
     let random: [u8; 32] = first[11..43].try_into().unwrap();
     let len = server_hello::answer_len(&answer[..n]).unwrap().unwrap();
     let mut got = answer[..n].to_vec();
@@ -98,7 +125,8 @@ async fn a_replayed_hello_is_masked() {
         assert!(m > 0);
         got.extend_from_slice(&answer[..m]);
     }
-    server_hello::verify(&key(ALICE), &random, &got[..len]).expect("a genuine answer the first time");
+    server_hello::verify(&key(ALICE), &random, &got[..len])
+        .expect("a genuine answer the first time");
     // A censor replays the same hello: it sees the website, not a fake-TLS answer.
     assert_eq!(probe(fixture.proxy, &first).await, WEBSITE_BANNER);
     assert_eq!(fixture.website.connection(0).await, first);
@@ -121,13 +149,18 @@ async fn a_replayed_obfuscated2_header_is_masked() {
     let secret = mtgate_proto::mtproto::secret::ClientSecret::Plain(key(ALICE));
     let mut config = client_config(secret);
     config.transport = mtgate_proto::mtproto::obfs2::ProtoTag::Intermediate;
-    let mut capture_conn = mtgate_bench::client::MtprotoConnection::connect(capture_addr, &config).await.unwrap();
+    let mut capture_conn = mtgate_bench::client::MtprotoConnection::connect(capture_addr, &config)
+        .await
+        .unwrap();
     capture_conn.send_frame(&[5; 8]).await.unwrap();
     let recorded = recorder.await.unwrap();
     // The first time the proxy accepts it (and forwards to the DC)…
     let mut real = TcpStream::connect(fixture.proxy).await.unwrap();
     real.write_all(&recorded).await.unwrap();
-    eventually("the DC to see the replayed frame", || fixture.dc.stats().snapshot().frames_echoed == 1).await;
+    eventually("the DC to see the replayed frame", || {
+        fixture.dc.stats().snapshot().frames_echoed == 1
+    })
+    .await;
     // …the second time it is a replay.
     let mut replayed = recorded.clone();
     replayed.truncate(64);
@@ -137,7 +170,11 @@ async fn a_replayed_obfuscated2_header_is_masked() {
 
 #[tokio::test]
 async fn a_slow_client_is_masked_at_the_deadline_with_what_it_sent() {
-    let fixture = Fixture::start(Options { handshake_timeout: "1s", ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        handshake_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
     let mut stream = TcpStream::connect(fixture.proxy).await.unwrap();
     let started = Instant::now();
     let drip = b"\x16\x03\x01\x02";
@@ -167,21 +204,36 @@ async fn a_truncated_header_goes_to_the_website_with_its_half_close() {
 
 #[tokio::test]
 async fn with_masking_off_a_probe_gets_silence_until_the_deadline() {
-    let fixture = Fixture::start(Options { masking: false, handshake_timeout: "1s", ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        masking: false,
+        handshake_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
     let started = Instant::now();
     let answer = probe(fixture.proxy, &[0x42; 64]).await;
     assert!(answer.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(900), "held until the deadline");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "held until the deadline"
+    );
     assert_eq!(fixture.website.connections(), 0);
 }
 
 #[tokio::test]
 async fn a_mode_that_is_off_is_masked() {
-    let fixture = Fixture::start(Options { modes: r#"["fake-tls"]"#, ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        modes: r#"["fake-tls"]"#,
+        ..Options::default()
+    })
+    .await;
     let secret = mtgate_proto::mtproto::secret::ClientSecret::Padded(key(ALICE));
     let mut conn = connect(fixture.proxy, &client_config(secret)).await;
     assert!(conn.echo(&[1; 8]).await.is_err());
-    eventually("the website to get the connection", || fixture.website.connections() == 1).await;
+    eventually("the website to get the connection", || {
+        fixture.website.connections() == 1
+    })
+    .await;
     assert!(failures(&fixture, "mode_disabled").await);
 }
 

@@ -16,12 +16,18 @@ fn open_fds() -> usize {
 }
 
 fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_socket_or_task_outlives_its_connection() {
-    let fixture = Fixture::start(Options { handshake_timeout: "1s", ..Options::default() }).await;
+    let fixture = Fixture::start(Options {
+        handshake_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
     let metrics = fixture.server.metrics_addr().unwrap();
     let _ = http_get(metrics, "/stats").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -29,7 +35,11 @@ async fn no_socket_or_task_outlives_its_connection() {
 
     let mut work = Vec::new();
     for i in 0..12u8 {
-        let addr = if i % 2 == 0 { fixture.proxy } else { fixture.proxy_v6 };
+        let addr = if i % 2 == 0 {
+            fixture.proxy
+        } else {
+            fixture.proxy_v6
+        };
         work.push(tokio::spawn(async move {
             let secret = match i % 3 {
                 0 => ee(ALICE),
@@ -40,7 +50,12 @@ async fn no_socket_or_task_outlives_its_connection() {
             conn.echo(&[i; 64]).await.unwrap();
         }));
     }
-    for probe in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0x42; 64][..], &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2][..], &[7; 20][..]] {
+    for probe in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0x42; 64][..],
+        &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2][..],
+        &[7; 20][..],
+    ] {
         let addr = fixture.proxy;
         let probe = probe.to_vec();
         work.push(tokio::spawn(async move {
@@ -63,10 +78,21 @@ async fn no_socket_or_task_outlives_its_connection() {
     drop(silent);
 
     let shared = fixture.server.shared().clone();
-    eventually("every connection to end", || shared.conns.is_empty() && shared.gate.open() == 0).await;
-    eventually("the fake DC to see every connection end", || fixture.dc.stats().snapshot().connections_open == 0).await;
-    eventually("descriptors back to where they were", || open_fds() == fds_before).await;
-    eventually("tasks back to where they were", || alive_tasks() <= tasks_before).await;
+    eventually("every connection to end", || {
+        shared.conns.is_empty() && shared.gate.open() == 0
+    })
+    .await;
+    eventually("the fake DC to see every connection end", || {
+        fixture.dc.stats().snapshot().connections_open == 0
+    })
+    .await;
+    eventually("descriptors back to where they were", || {
+        open_fds() == fds_before
+    })
+    .await;
+    eventually("tasks back to where they were", || {
+        alive_tasks() <= tasks_before
+    })
+    .await;
     assert_eq!(shared.pool.held(), 0, "no relay buffer is held");
 }
-

@@ -73,6 +73,10 @@ pub(crate) struct LoadArgs {
     /// Idle memory: connections opened at once.
     #[arg(long, default_value_t = 64)]
     idle_concurrency: usize,
+    /// Idle memory: wait this long with every connection open before reading the RSS (so the
+    /// target's memory can be inspected by hand meanwhile).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    idle_settle: Duration,
     /// Idle memory: pause after closing the idle connections, so that the target has torn
     /// them down before the next measurement.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -145,6 +149,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 let options = IdleOptions {
                     connections: args.idle_connections,
                     concurrency: args.idle_concurrency.max(1),
+                    settle: args.idle_settle,
                     ..IdleOptions::new(pid)
                 };
                 match idle::run(&target, &options).await {

@@ -14,7 +14,8 @@
 //!
 //! The counter is a 128-bit big-endian integer starting at the IV.
 
-use aes::Aes256;
+// Encryption-only key schedule: CTR never decrypts blocks, and it halves the state.
+use aes::Aes256Enc;
 use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
@@ -35,7 +36,7 @@ pub const DC_OFFSET: usize = 60;
 /// The span of the header that carries key material (seed and IV).
 pub const KEY_MATERIAL: std::ops::Range<usize> = 8..56;
 
-type Aes256Ctr = ctr::Ctr128BE<Aes256>;
+type Aes256Ctr = ctr::Ctr128BE<Aes256Enc>;
 
 /// The transport the client speaks inside the obfuscated stream, from header bytes 56..60.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

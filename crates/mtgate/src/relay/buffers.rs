@@ -24,8 +24,8 @@ pub struct BufferPool {
 impl BufferPool {
     /// A pool of `size`-byte buffers; past `cap` bytes held, [`BufferPool::pressure`] fires.
     pub fn new(size: usize, cap: usize, gauge: Gauge) -> Self {
-        // Keep enough spare buffers for bursts, never more than an eighth of the cap.
-        let max_free = (cap / size / 8).clamp(4, 256);
+        // Keep a few spare buffers for bursts; more would only sit in memory.
+        let max_free = (cap / size / 8).clamp(4, 32);
         Self {
             size,
             cap,

@@ -1,14 +1,20 @@
 //! The relay loop: two pumps, an idle watchdog and a kill switch.
+//!
+//! A pump is a hand-written state machine rather than an `async fn`: its state is exactly the
+//! filter, the sockets and the buffer on loan, with nothing duplicated by generator layout.
+//! Every idle connection holds one relay, so those bytes count.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
-use super::buffers::BufferPool;
+use super::buffers::{Buffer, BufferPool};
 use super::filter::{Filter, ReadOutcome, RelayError};
 use super::registry::ConnEntry;
 
@@ -39,62 +45,115 @@ pub struct RelayContext<'a> {
 /// Relays between `a` and `b` until both directions end, the connection idles out, it is
 /// killed, or an error occurs. Half-close is carried: when one side stops sending, the other
 /// side's write half is shut down and the opposite direction goes on.
-pub async fn relay<AB: Filter, BA: Filter>(
-    a: &TcpStream,
-    b: &TcpStream,
-    a_to_b: (AB, Option<&Counter>),
-    b_to_a: (BA, Option<&Counter>),
-    ctx: RelayContext<'_>,
-) -> RelayEnd {
-    let forward = pump(a, b, a_to_b.0, a_to_b.1, ctx);
-    let backward = pump(b, a, b_to_a.0, b_to_a.1, ctx);
-    tokio::select! {
-        result = async { tokio::try_join!(forward, backward) } => match result {
-            Ok(_) => RelayEnd::Finished,
-            Err(e) => RelayEnd::Failed(e),
-        },
-        () = idle(ctx.entry, ctx.idle_timeout) => RelayEnd::Idle,
-        () = ctx.entry.killed().cancelled() => RelayEnd::Killed,
-    }
-}
-
-async fn pump<F: Filter>(
-    src: &TcpStream,
-    dst: &TcpStream,
-    mut filter: F,
-    counter: Option<&Counter>,
-    ctx: RelayContext<'_>,
-) -> Result<(), RelayError> {
-    loop {
-        if filter.exhausted() {
-            end_direction(dst);
-            return Ok(());
-        }
-        src.readable().await?;
-        let mut buf = ctx.pool.take(ctx.entry);
-        let n = match filter.read(src, &mut buf)? {
-            ReadOutcome::WouldBlock => continue,
-            ReadOutcome::Eof => {
-                end_direction(dst);
-                return Ok(());
+pub fn relay<'a, AB: Filter + 'a, BA: Filter + 'a>(
+    a: &'a TcpStream,
+    b: &'a TcpStream,
+    a_to_b: (AB, Option<&'a Counter>),
+    b_to_a: (BA, Option<&'a Counter>),
+    ctx: RelayContext<'a>,
+) -> impl Future<Output = RelayEnd> + 'a {
+    // Built outside the async block so that each pump is stored once, as its upvar.
+    let mut forward = Pump::new(a, b, a_to_b.0, a_to_b.1);
+    let mut backward = Pump::new(b, a, b_to_a.0, b_to_a.1);
+    async move {
+        let both = poll_fn(|cx| {
+            let f = forward.poll(cx, ctx)?;
+            let b = backward.poll(cx, ctx)?;
+            if f.is_ready() && b.is_ready() {
+                Poll::Ready(Ok::<(), RelayError>(()))
+            } else {
+                Poll::Pending
             }
-            ReadOutcome::Data(n) => n,
-        };
-        ctx.entry.touch();
-        if n > 0 {
-            write_all(dst, &buf[..n]).await?;
-            ctx.entry.touch();
-            if let Some(counter) = counter {
-                counter.inc_by(n as u64);
-            }
+        });
+        tokio::select! {
+            result = both => match result {
+                Ok(()) => RelayEnd::Finished,
+                Err(e) => RelayEnd::Failed(e),
+            },
+            () = idle(ctx.entry, ctx.idle_timeout) => RelayEnd::Idle,
+            () = ctx.entry.killed().cancelled() => RelayEnd::Killed,
         }
     }
 }
 
-/// Carries a half-close: no more bytes will go to `dst`. The peer may already be gone, which
-/// is fine.
-fn end_direction(dst: &TcpStream) {
-    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+/// One direction: read through the filter, write everything, repeat.
+struct Pump<'a, F> {
+    src: &'a TcpStream,
+    dst: &'a TcpStream,
+    filter: F,
+    counter: Option<&'a Counter>,
+    /// Bytes read but not yet written: the buffer, how far it is written, its length.
+    unsent: Option<(Buffer<'a>, usize, usize)>,
+    done: bool,
+}
+
+impl<'a, F: Filter> Pump<'a, F> {
+    fn new(
+        src: &'a TcpStream,
+        dst: &'a TcpStream,
+        filter: F,
+        counter: Option<&'a Counter>,
+    ) -> Self {
+        Self {
+            src,
+            dst,
+            filter,
+            counter,
+            unsent: None,
+            done: false,
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        ctx: RelayContext<'a>,
+    ) -> Poll<Result<(), RelayError>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some((buf, written, len)) = &mut self.unsent {
+                while *written < *len {
+                    match self.dst.try_write(&buf[*written..*len]) {
+                        Ok(n) => *written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            ready!(self.dst.poll_write_ready(cx))?;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Poll::Ready(Err(e.into())),
+                    }
+                }
+                if let Some(counter) = self.counter {
+                    counter.inc_by(*len as u64);
+                }
+                self.unsent = None;
+                ctx.entry.touch();
+            }
+            if self.filter.exhausted() {
+                return self.finish();
+            }
+            ready!(self.src.poll_read_ready(cx))?;
+            let mut buf = ctx.pool.take(ctx.entry);
+            match self.filter.read(self.src, &mut buf)? {
+                ReadOutcome::WouldBlock => {}
+                ReadOutcome::Eof => return self.finish(),
+                ReadOutcome::Data(0) => ctx.entry.touch(),
+                ReadOutcome::Data(n) => {
+                    ctx.entry.touch();
+                    self.unsent = Some((buf, 0, n));
+                }
+            }
+        }
+    }
+
+    /// Carries a half-close: no more bytes will go to `dst`. The peer may already be gone,
+    /// which is fine.
+    fn finish(&mut self) -> Poll<Result<(), RelayError>> {
+        self.done = true;
+        let _ = socket2::SockRef::from(self.dst).shutdown(Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Writes all of `data` to a socket shared by reference.

@@ -114,3 +114,28 @@ async fn a_byte_budget_ends_the_direction() {
     let (end, ()) = tokio::join!(relay_task, peers);
     assert!(matches!(end, RelayEnd::Finished));
 }
+
+#[tokio::test]
+async fn a_relay_is_small() {
+    // Every idle connection holds one: keep it to the filters plus a few hundred bytes.
+    let (a, b) = pair().await;
+    let pool = BufferPool::new(16 * 1024 + 64, 1 << 20, Gauge::default());
+    let entry = ConnEntry::new_detached();
+    let ctx = RelayContext {
+        pool: &pool,
+        entry: &entry,
+        idle_timeout: Duration::from_secs(5),
+    };
+    let relay = relay(
+        &a,
+        &b,
+        (Passthrough::unlimited(), None),
+        (Passthrough::unlimited(), None),
+        ctx,
+    );
+    assert!(
+        std::mem::size_of_val(&relay) < 1024,
+        "{}",
+        std::mem::size_of_val(&relay)
+    );
+}

@@ -20,7 +20,8 @@ pub const BOB: &str = "fedcba9876543210fedcba9876543210";
 pub const DOMAIN: &str = "cover.example";
 
 /// What the fake website answers to anything.
-pub const WEBSITE_BANNER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+pub const WEBSITE_BANNER: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 struct NoAuto;
 impl SecretSource for NoAuto {
@@ -54,7 +55,12 @@ impl Website {
                     let mut got = Vec::new();
                     let mut buf = [0u8; 4096];
                     loop {
-                        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await {
+                        match tokio::time::timeout(
+                            Duration::from_millis(300),
+                            stream.read(&mut buf),
+                        )
+                        .await
+                        {
                             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
                         }
@@ -119,14 +125,23 @@ impl Default for Options {
 
 impl Fixture {
     pub async fn start(options: Options) -> Self {
-        let dc = FakeDc::bind(&["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()]).await.unwrap().spawn();
+        let dc = FakeDc::bind(&["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()])
+            .await
+            .unwrap()
+            .spawn();
         let website = Website::start().await;
         let text = config_text(&options, dc.local_addrs()[0], website.addr);
         let server = Server::start(config(&text)).await.unwrap();
         let addrs = server.local_addrs("test");
         let proxy = *addrs.iter().find(|a| a.is_ipv4()).unwrap();
         let proxy_v6 = *addrs.iter().find(|a| a.is_ipv6()).unwrap();
-        Self { server, dc, website, proxy, proxy_v6 }
+        Self {
+            server,
+            dc,
+            website,
+            proxy,
+            proxy_v6,
+        }
     }
 
     pub fn config_text(&self, options: &Options) -> String {
@@ -175,7 +190,10 @@ pub fn key(hex: &str) -> Secret {
 }
 
 pub fn ee(hex: &str) -> ClientSecret {
-    ClientSecret::FakeTls { secret: key(hex), domain: DOMAIN.into() }
+    ClientSecret::FakeTls {
+        secret: key(hex),
+        domain: DOMAIN.into(),
+    }
 }
 
 pub fn client_config(secret: ClientSecret) -> ClientConfig {
@@ -185,7 +203,9 @@ pub fn client_config(secret: ClientSecret) -> ClientConfig {
 }
 
 pub async fn connect(addr: SocketAddr, config: &ClientConfig) -> MtprotoConnection {
-    MtprotoConnection::connect(addr, config).await.expect("connect through the proxy")
+    MtprotoConnection::connect(addr, config)
+        .await
+        .expect("connect through the proxy")
 }
 
 /// Reads until the peer closes (or 5 s pass) and returns the bytes.
@@ -210,7 +230,9 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     String::from_utf8(read_until_close(&mut stream).await).unwrap()

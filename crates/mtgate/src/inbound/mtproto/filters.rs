@@ -57,8 +57,9 @@ impl Filter for ClientToDc {
 /// DC → client.
 #[derive(Debug)]
 pub struct DcToClient {
-    /// DC's stream and client's stream; `None` in fast mode.
-    pub recrypt: Option<(CtrStream, CtrStream)>,
+    /// DC's stream and client's stream; `None` in fast mode (boxed: an idle fast-mode
+    /// session then spends a pointer on it, not two cipher states).
+    pub recrypt: Option<Box<(CtrStream, CtrStream)>>,
     /// Wrap in TLS records.
     pub tls: bool,
 }
@@ -70,7 +71,8 @@ impl Filter for DcToClient {
     fn read(&mut self, src: &TcpStream, buf: &mut [u8]) -> Result<ReadOutcome, RelayError> {
         if !self.tls {
             let outcome = try_read(src, buf)?;
-            if let (ReadOutcome::Data(n), Some((dc, client))) = (outcome, &mut self.recrypt) {
+            if let (ReadOutcome::Data(n), Some(ciphers)) = (outcome, &mut self.recrypt) {
+                let (dc, client) = &mut **ciphers;
                 dc.apply(&mut buf[..n]);
                 client.apply(&mut buf[..n]);
             }
@@ -103,7 +105,8 @@ impl Filter for DcToClient {
             }
             let len = left.min(chunk.len() - record::HEADER_LEN);
             chunk[..record::HEADER_LEN].copy_from_slice(&record::application_data_header(len));
-            if let Some((dc, client)) = &mut self.recrypt {
+            if let Some(ciphers) = &mut self.recrypt {
+                let (dc, client) = &mut **ciphers;
                 let payload = &mut chunk[record::HEADER_LEN..record::HEADER_LEN + len];
                 dc.apply(payload);
                 client.apply(payload);

@@ -87,7 +87,7 @@ pub async fn run(
     stream: &mut TcpStream,
     received: &mut Vec<u8>,
     ctx: HandshakeContext<'_>,
-) -> Result<Established, Refusal> {
+) -> Result<Box<Established>, Refusal> {
     let modes = ctx.config.modes;
     while received.len() < TLS_PREFIX.len() {
         read_more(stream, received, HELLO_CAP).await?;
@@ -114,7 +114,7 @@ pub async fn run(
     obfuscated2(received, ctx)
 }
 
-fn obfuscated2(received: &[u8], ctx: HandshakeContext<'_>) -> Result<Established, Refusal> {
+fn obfuscated2(received: &[u8], ctx: HandshakeContext<'_>) -> Result<Box<Established>, Refusal> {
     let header: &[u8; obfs2::HEADER_LEN] =
         received[..obfs2::HEADER_LEN].try_into().expect("64 bytes");
     let accepted =
@@ -136,7 +136,7 @@ fn obfuscated2(received: &[u8], ctx: HandshakeContext<'_>) -> Result<Established
     let mut decrypt = accepted.decrypt;
     let mut pending = received[obfs2::HEADER_LEN..].to_vec();
     decrypt.apply(&mut pending);
-    Ok(Established {
+    Ok(Box::new(Established {
         user: accepted.user,
         mode,
         tag: accepted.tag,
@@ -146,14 +146,14 @@ fn obfuscated2(received: &[u8], ctx: HandshakeContext<'_>) -> Result<Established
         encrypt_key: accepted.encrypt_key,
         records: None,
         pending,
-    })
+    }))
 }
 
 async fn fake_tls(
     stream: &mut TcpStream,
     received: &mut Vec<u8>,
     ctx: HandshakeContext<'_>,
-) -> Result<Established, Refusal> {
+) -> Result<Box<Established>, Refusal> {
     let assembled = loop {
         match client_hello::assemble(received) {
             Ok(Some(a)) => break a,
@@ -236,7 +236,7 @@ async fn fake_tls(
     let mut decrypt = accepted.decrypt;
     let mut pending = inner.split_off(obfs2::HEADER_LEN);
     decrypt.apply(&mut pending);
-    Ok(Established {
+    Ok(Box::new(Established {
         user: verified.user,
         mode: Mode::FakeTls,
         tag: accepted.tag,
@@ -246,7 +246,7 @@ async fn fake_tls(
         encrypt_key: accepted.encrypt_key,
         records: Some(records),
         pending,
-    })
+    }))
 }
 
 /// ServerHello + ChangeCipherSpec + one ApplicationData record of a random size.
@@ -278,7 +278,9 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> Res
     if buf.len() >= cap {
         return Err(Reason::TooLarge.into());
     }
-    buf.reserve((cap - buf.len()).min(4096));
+    // Grow geometrically from a small start: most handshakes need a few hundred bytes, and
+    // every byte reserved here is a byte of heap churn per connection.
+    buf.reserve((cap - buf.len()).min(buf.len().max(512)));
     let room = buf.capacity().min(cap) - buf.len();
     let mut limited = (&mut *stream).take(room as u64);
     match limited.read_buf(buf).await {

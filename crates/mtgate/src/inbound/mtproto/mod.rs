@@ -196,19 +196,35 @@ async fn serve(
         replays: &service.replays,
         now: unix_now(),
     };
+    // Each phase is boxed: the task then holds only the state of the phase it is in, which
+    // keeps idle sessions small (this future lives in every connection's task). The boxes are
+    // made in `let` statements so that no unboxed temporary lives across the `.await`.
+    let handshake = Box::pin(timeout_at(
+        deadline,
+        handshake::run(&mut stream, &mut received, ctx),
+    ));
     let result = tokio::select! {
-        r = timeout_at(deadline, handshake::run(&mut stream, &mut received, ctx)) => {
-            r.unwrap_or_else(|_| Err(Reason::Timeout.into()))
-        }
+        r = handshake => r.unwrap_or_else(|_| Err(Reason::Timeout.into())),
         () = entry.killed().cancelled() => Err(Refusal { reason: Reason::Closed, answered: true, detail: None }),
     };
     match result {
-        Ok(established) => session::run(stream, peer, established, &state, &shared, entry).await,
+        Ok(established) => {
+            drop(received);
+            let session = Box::pin(session::run(
+                stream,
+                peer,
+                established,
+                &state,
+                &shared,
+                entry,
+            ));
+            session.await;
+        }
         Err(refusal) => {
-            refuse(
+            let refusal = Box::pin(refuse(
                 stream, peer, refusal, &received, deadline, &service, &shared, entry,
-            )
-            .await
+            ));
+            refusal.await;
         }
     }
     open.dec();

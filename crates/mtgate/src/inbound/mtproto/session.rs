@@ -1,14 +1,19 @@
 //! An authenticated client's session in direct mode: the user's limit, the DC connection, and
 //! the relay.
+//!
+//! Opening the DC side is a boxed phase of its own, so that what an idle session keeps in
+//! memory is only the relay: two sockets, two filters and a few counters.
 
 use std::net::SocketAddr;
 
 use mtgate_proto::mtproto::transport::FrameScanner;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use super::ListenerState;
 use super::filters::{ClientToDc, DcToClient};
 use super::handshake::{Established, Mode};
+use crate::config::MtprotoListener;
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{ConnEntry, RelayEnd, relay};
 use crate::server::Shared;
@@ -19,7 +24,7 @@ use crate::telemetry::metrics::{BytesLabels, ReasonLabels, SessionLabels};
 pub async fn run(
     client: TcpStream,
     peer: SocketAddr,
-    est: Established,
+    est: Box<Established>,
     state: &ListenerState,
     shared: &Shared,
     entry: &ConnEntry,
@@ -27,34 +32,72 @@ pub async fn run(
     let config = &state.config;
     let user = &config.users[est.user];
     let metrics = &shared.metrics;
-    let error = |reason: &'static str| {
-        metrics
-            .session_errors
-            .get_or_create(&ReasonLabels {
-                listener: config.name.clone(),
-                reason,
-            })
-            .inc();
-    };
-    let Some(_user_pass) =
-        state.user_gates[est.user].try_enter(user.max_connections.unwrap_or(usize::MAX))
-    else {
+    let limit = user.max_connections.unwrap_or(usize::MAX);
+    let Some(_user_pass) = state.user_gates[est.user].try_enter(limit) else {
         tracing::info!(listener = config.name, user = user.name, %peer, "user connection limit reached");
-        error("user_limit");
+        count_error(shared, config, "user_limit");
         return;
     };
-    let session_labels = SessionLabels {
+    let labels = SessionLabels {
         listener: config.name.clone(),
         user: user.name.clone(),
         mode: est.mode.as_str().into(),
     };
-    metrics.sessions.get_or_create(&session_labels).inc();
-    let open = metrics.sessions_open.get_or_create(&session_labels).clone();
+    metrics.sessions.get_or_create(&labels).inc();
+    let open = metrics.sessions_open.get_or_create(&labels).clone();
+    drop(labels);
     open.inc();
-    let _open = scopeguard(move || {
-        open.dec();
-    });
 
+    let opening = Box::pin(open_dc(peer, est, config, shared, entry));
+    if let Some(opened) = opening.await {
+        let Opened {
+            dc,
+            to_dc,
+            to_client,
+            up,
+            down,
+        } = *opened;
+        let ctx = RelayContext {
+            pool: &shared.pool,
+            entry,
+            idle_timeout: config.idle_timeout,
+        };
+        let relaying = relay(
+            &client,
+            &dc,
+            (to_dc, Some(&up)),
+            (to_client, Some(&down)),
+            ctx,
+        );
+        match relaying.await {
+            RelayEnd::Finished | RelayEnd::Idle => {}
+            RelayEnd::Killed => count_error(shared, config, "closed_by_proxy"),
+            RelayEnd::Failed(e) => {
+                tracing::debug!(listener = config.name, %peer, error = %e, "session ended");
+                count_error(shared, config, e.reason());
+            }
+        }
+    }
+    open.dec();
+}
+
+/// What the relay needs once the DC side is open.
+struct Opened {
+    dc: TcpStream,
+    to_dc: ClientToDc,
+    to_client: DcToClient,
+    up: Counter,
+    down: Counter,
+}
+
+/// Connects to the DC, sends the header and the client's first bytes, and builds the filters.
+async fn open_dc(
+    peer: SocketAddr,
+    est: Box<Established>,
+    config: &MtprotoListener,
+    shared: &Shared,
+    entry: &ConnEntry,
+) -> Option<Box<Opened>> {
     let telegram = shared.telegram();
     let request = DcRequest {
         dc: est.dc,
@@ -64,96 +107,68 @@ pub async fn run(
         timeout: telegram.connect_timeout,
     };
     let table = shared.dc_table();
+    let connecting = Box::pin(direct::connect(&table, &request, &shared.metrics));
     let dc = tokio::select! {
-        dc = direct::connect(&table, &request, metrics) => dc,
-        () = entry.killed().cancelled() => return,
+        dc = connecting => dc,
+        () = entry.killed().cancelled() => return None,
     };
     let mut dc = match dc {
         Ok(dc) => dc,
         Err(e) => {
             tracing::warn!(listener = config.name, dc = est.dc.0, error = %e, "cannot reach the DC");
-            error("dc_unreachable");
-            return;
+            count_error(shared, config, "dc_unreachable");
+            return None;
         }
     };
-    tracing::debug!(listener = config.name, user = user.name, %peer, dc = est.dc.0, mode = est.mode.as_str(), "session started");
+    let user = &config.users[est.user].name;
+    tracing::debug!(listener = config.name, user, %peer, dc = est.dc.0, mode = est.mode.as_str(), "session started");
 
+    let est = *est;
     let mut frames = FrameScanner::new(est.tag, config.max_frame);
     let mut pending = est.pending;
     if frames.scan(&pending).is_err() {
-        error("bad_frame");
-        return;
+        count_error(shared, config, "bad_frame");
+        return None;
     }
     dc.encrypt.apply(&mut pending);
     let mut first = Vec::with_capacity(dc.header.len() + pending.len());
     first.extend_from_slice(&dc.header);
     first.extend_from_slice(&pending);
-    let up = metrics
-        .bytes
-        .get_or_create(&BytesLabels {
-            listener: config.name.clone(),
-            user: user.name.clone(),
-            direction: "client_to_dc",
-        })
-        .clone();
-    let down = metrics
-        .bytes
-        .get_or_create(&BytesLabels {
-            listener: config.name.clone(),
-            user: user.name.clone(),
-            direction: "dc_to_client",
-        })
-        .clone();
     if write_all(&dc.stream, &first).await.is_err() {
-        error("dc_write");
-        return;
+        count_error(shared, config, "dc_write");
+        return None;
     }
+    let bytes = |direction| {
+        let labels = BytesLabels {
+            listener: config.name.clone(),
+            user: user.clone(),
+            direction,
+        };
+        shared.metrics.bytes.get_or_create(&labels).clone()
+    };
+    let up = bytes("client_to_dc");
     up.inc_by(pending.len() as u64);
-    drop(first);
-
-    let tls = est.mode == Mode::FakeTls;
-    let to_dc = ClientToDc {
-        records: est.records,
-        decrypt: est.decrypt,
-        frames,
-        encrypt: dc.encrypt,
-    };
-    let to_client = DcToClient {
-        recrypt: dc.decrypt.map(|d| (d, est.encrypt)),
-        tls,
-    };
-    let ctx = RelayContext {
-        pool: &shared.pool,
-        entry,
-        idle_timeout: config.idle_timeout,
-    };
-    match relay(
-        &client,
-        &dc.stream,
-        (to_dc, Some(&up)),
-        (to_client, Some(&down)),
-        ctx,
-    )
-    .await
-    {
-        RelayEnd::Finished | RelayEnd::Idle => {}
-        RelayEnd::Killed => error("closed_by_proxy"),
-        RelayEnd::Failed(e) => {
-            tracing::debug!(listener = config.name, %peer, error = %e, "session ended");
-            error(e.reason());
-        }
-    }
+    Some(Box::new(Opened {
+        dc: dc.stream,
+        to_dc: ClientToDc {
+            records: est.records,
+            decrypt: est.decrypt,
+            frames,
+            encrypt: dc.encrypt,
+        },
+        to_client: DcToClient {
+            recrypt: dc.decrypt.map(|d| Box::new((d, est.encrypt))),
+            tls: est.mode == Mode::FakeTls,
+        },
+        up,
+        down: bytes("dc_to_client"),
+    }))
 }
 
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
+fn count_error(shared: &Shared, config: &MtprotoListener, reason: &'static str) {
+    let labels = ReasonLabels {
+        listener: config.name.clone(),
+        reason,
+    };
+    shared.metrics.session_errors.get_or_create(&labels).inc();
 }
