@@ -339,3 +339,24 @@ fn privileges_are_dropped_after_binding() {
     );
     assert_eq!(running.stop(), 0);
 }
+
+#[test]
+fn the_examples_and_the_embedded_default_are_valid() {
+    let dir = temp_dir("examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().contains("agent") {
+            let out = Command::new(BIN).arg("check-config").arg(&path).env("MTGATE_STATE_DIR", &dir).output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+    let default = Command::new(BIN).arg("default-config").output().unwrap();
+    let file = dir.join("default.toml");
+    std::fs::write(&file, default.stdout).unwrap();
+    let out = Command::new(BIN).arg("check-config").arg(&file).env("MTGATE_STATE_DIR", &dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
