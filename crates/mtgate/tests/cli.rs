@@ -347,9 +347,21 @@ fn the_examples_and_the_embedded_default_are_valid() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().contains("agent") {
-            let out = Command::new(BIN).arg("check-config").arg(&path).env("MTGATE_STATE_DIR", &dir).output().unwrap();
-            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        if path.extension().is_some_and(|e| e == "toml")
+            && !path.to_string_lossy().contains("agent")
+        {
+            let out = Command::new(BIN)
+                .arg("check-config")
+                .arg(&path)
+                .env("MTGATE_STATE_DIR", &dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             checked += 1;
         }
     }
@@ -357,6 +369,15 @@ fn the_examples_and_the_embedded_default_are_valid() {
     let default = Command::new(BIN).arg("default-config").output().unwrap();
     let file = dir.join("default.toml");
     std::fs::write(&file, default.stdout).unwrap();
-    let out = Command::new(BIN).arg("check-config").arg(&file).env("MTGATE_STATE_DIR", &dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env("MTGATE_STATE_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
