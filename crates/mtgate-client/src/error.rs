@@ -156,6 +156,9 @@ pub enum ConnectError {
     /// A pool has no enabled member.
     #[error("the pool has no enabled member")]
     EmptyPool,
+    /// Every member of a pool is at its connection cap.
+    #[error("every pool member is at its connection cap")]
+    Saturated,
 }
 
 impl ConnectError {
@@ -259,6 +262,7 @@ impl ConnectError {
             Self::Unsupported(_) => "unsupported",
             Self::InvalidTarget(_) => "invalid_target",
             Self::EmptyPool => "empty_pool",
+            Self::Saturated => "saturated",
             Self::Hop { .. } | Self::Exhausted { .. } => "exhausted",
         }
     }

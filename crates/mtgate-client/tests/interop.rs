@@ -255,6 +255,7 @@ async fn pool_failover_when_one_proxy_is_killed_and_one_frozen() {
         timeout: Duration::from_millis(400),
         rise: 2,
         fall: 2,
+        jitter: Duration::ZERO,
         ..HealthCheck::connect_to(Address::Socket(echo))
     };
     let _task = pool.spawn_health_checks(check);

@@ -196,6 +196,7 @@ async fn active_checks_take_members_down_and_back_up() {
         interval: Duration::from_secs(1),
         rise: 2,
         fall: 3,
+        jitter: Duration::ZERO,
         ..HealthCheck::connect_to(Address::Socket(echo))
     };
     let task = pool.spawn_health_checks(check);
@@ -264,6 +265,7 @@ async fn http_probe_checks_status_through_the_tunnel() {
         },
         rise: 1,
         fall: 1,
+        jitter: Duration::ZERO,
         ..HealthCheck::connect_to(Address::Socket(origin_addr))
     };
     pool.check_now(&check).await;

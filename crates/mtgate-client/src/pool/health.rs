@@ -10,6 +10,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, timeout};
 
 use super::PoolInner;
+use super::failures::FailureRecord;
 use super::member::{Member, Transition};
 use crate::connector::ConnectOptions;
 use crate::http_request;
@@ -46,6 +47,9 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Failures in a row that mark a member down. Default 3.
     pub fall: u32,
+    /// A random extra pause before each round, up to this, so that many pools (or many
+    /// proxies) do not probe in lockstep. Default zero.
+    pub jitter: Duration,
 }
 
 impl HealthCheck {
@@ -58,6 +62,7 @@ impl HealthCheck {
             timeout: Duration::from_secs(5),
             rise: 2,
             fall: 3,
+            jitter: Duration::ZERO,
         }
     }
 }
@@ -74,7 +79,13 @@ impl HealthTask {
             loop {
                 let round_started = Instant::now();
                 run_round(&pool, &check).await;
-                let next = round_started + check.interval;
+                let jitter = if check.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    let nanos = check.jitter.as_nanos().min(u128::from(u64::MAX)) as u64;
+                    Duration::from_nanos(rand::random_range(0..=nanos))
+                };
+                let next = round_started + check.interval + jitter;
                 tokio::time::sleep_until(next).await;
             }
         });
@@ -109,6 +120,15 @@ pub(crate) async fn run_round(pool: &Arc<PoolInner>, check: &HealthCheck) {
         let Ok((member, outcome)) = joined else {
             continue;
         };
+        if let Err(error) = &outcome {
+            pool.failures.push(FailureRecord {
+                at: std::time::SystemTime::now(),
+                member: member.name().to_owned(),
+                stage: "check",
+                kind: error.strip_prefix("check/").unwrap_or(error).to_owned(),
+                attempt: 0,
+            });
+        }
         let transition =
             member.record_check(outcome.is_ok(), check.rise, check.fall, outcome.err());
         match transition {

@@ -11,9 +11,9 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    pub(crate) fn new(member: Arc<Member>) -> Self {
-        member.acquire();
-        Self { member }
+    /// Counts a connection against `member` unless it is at its connection cap.
+    pub(crate) fn try_new(member: Arc<Member>) -> Option<Self> {
+        member.try_acquire().then_some(Self { member })
     }
 
     pub(crate) fn member_name(&self) -> &str {

@@ -18,6 +18,7 @@ pub struct Upstream {
     pub(crate) destination: Option<Address>,
     pub(crate) weight: u32,
     pub(crate) backup: bool,
+    pub(crate) max_connections: Option<u32>,
 }
 
 impl Upstream {
@@ -31,6 +32,7 @@ impl Upstream {
             destination: None,
             weight: 1,
             backup: false,
+            max_connections: None,
         }
     }
 
@@ -64,6 +66,17 @@ impl Upstream {
         self.backup = true;
         self
     }
+
+    /// Caps the connections open through the member at once; at the cap it gets no new ones.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// The member's name.
+    pub fn member_name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A member's state, as reported in stats.
@@ -78,8 +91,23 @@ pub enum MemberState {
     },
     /// Failing active health checks.
     Down,
+    /// Taken out of rotation by the operator: no new connections, open ones finish.
+    Draining,
     /// Disabled by the operator.
     Disabled,
+}
+
+impl MemberState {
+    /// A lowercase name for APIs and metrics.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Ejected { .. } => "ejected",
+            Self::Down => "down",
+            Self::Draining => "draining",
+            Self::Disabled => "disabled",
+        }
+    }
 }
 
 /// A snapshot of a member's statistics.
@@ -91,6 +119,10 @@ pub struct MemberStats {
     pub backup: bool,
     /// Its weight.
     pub weight: u32,
+    /// Its weight now, lower while it slowly starts after a recovery.
+    pub effective_weight: f64,
+    /// Its connection cap.
+    pub max_connections: Option<u32>,
     /// Its state.
     pub state: MemberState,
     /// Connections open through it now (handshakes included).
@@ -119,6 +151,11 @@ struct Health {
     check_successes: u32,
     check_failures: u32,
     last_error: Option<String>,
+    /// Peak EWMA of connect latency in nanoseconds (0: unmeasured) and when it was updated.
+    peak_nanos: f64,
+    peak_at: Option<Instant>,
+    /// When the member last came back (slow start ramps from here).
+    recovered_at: Option<Instant>,
 }
 
 /// What an active check result did to a member.
@@ -132,11 +169,22 @@ pub(crate) enum Transition {
 /// Weight of a new latency sample in the EWMA.
 const EWMA_ALPHA: f64 = 0.3;
 
+/// Peak EWMA: the latency assumed for a member never measured (Linkerd's default).
+const PEAK_DEFAULT: Duration = Duration::from_millis(30);
+/// Peak EWMA: time constant of the decay towards lower samples.
+const PEAK_DECAY: Duration = Duration::from_secs(10);
+/// Slow start never sends a recovering member less than this share of its weight.
+const SLOW_START_FLOOR: f64 = 0.05;
+
 /// A member with its live counters.
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) config: Upstream,
+    weight: AtomicU32,
     enabled: AtomicBool,
+    draining: AtomicBool,
+    /// Removed from the pool once drained.
+    pub(crate) remove_when_drained: AtomicBool,
     in_flight: AtomicU32,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -149,8 +197,11 @@ pub(crate) struct Member {
 impl Member {
     pub(crate) fn new(config: Upstream) -> Self {
         Self {
+            weight: AtomicU32::new(config.weight.max(1)),
             config,
             enabled: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            remove_when_drained: AtomicBool::new(false),
             in_flight: AtomicU32::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -177,13 +228,73 @@ impl Member {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Selectable now: enabled, not down, not ejected.
+    pub(crate) fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Takes new connections at all: enabled and not draining (health aside).
+    pub(crate) fn in_rotation(&self) -> bool {
+        self.is_enabled() && !self.is_draining()
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// Below its connection cap.
+    pub(crate) fn has_room(&self) -> bool {
+        self.config
+            .max_connections
+            .is_none_or(|max| self.in_flight() < max)
+    }
+
+    /// Selectable now: in rotation, below its cap, not down, not ejected.
     pub(crate) fn is_available(&self, now: Instant) -> bool {
-        if !self.is_enabled() {
+        if !self.in_rotation() || !self.has_room() {
             return false;
         }
         let health = self.health();
         !health.down && health.ejected_until.is_none_or(|until| now >= until)
+    }
+
+    /// The share of its weight the member gets now: ramps linearly from a small floor to 1
+    /// over `slow_start` after it came back.
+    pub(crate) fn ramp(&self, now: Instant, slow_start: Duration) -> f64 {
+        if slow_start.is_zero() {
+            return 1.0;
+        }
+        let Some(recovered) = self.health().recovered_at else {
+            return 1.0;
+        };
+        let elapsed = now.saturating_duration_since(recovered);
+        (elapsed.as_secs_f64() / slow_start.as_secs_f64()).clamp(SLOW_START_FLOOR, 1.0)
+    }
+
+    /// Weight times the slow-start ramp.
+    pub(crate) fn effective_weight(&self, now: Instant, slow_start: Duration) -> f64 {
+        f64::from(self.weight()) * self.ramp(now, slow_start)
+    }
+
+    /// Peak-EWMA cost for power-of-two-choices: latency estimate × (in flight + 1), divided
+    /// by the slow-start ramp so that a recovering member gets less.
+    pub(crate) fn cost(&self, now: Instant, slow_start: Duration) -> f64 {
+        let estimate = {
+            let health = self.health();
+            if health.peak_nanos > 0.0 {
+                health.peak_nanos
+            } else {
+                PEAK_DEFAULT.as_nanos() as f64
+            }
+        };
+        estimate * f64::from(self.in_flight() + 1) / self.ramp(now, slow_start)
     }
 
     pub(crate) fn is_ejected(&self, now: Instant) -> bool {
@@ -196,6 +307,19 @@ impl Member {
 
     pub(crate) fn acquire(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection if the member is below its cap.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let Some(max) = self.config.max_connections else {
+            self.acquire();
+            return true;
+        };
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     pub(crate) fn release(&self) {
@@ -219,11 +343,23 @@ impl Member {
             (EWMA_ALPHA * sample as f64 + (1.0 - EWMA_ALPHA) * old as f64) as u64
         };
         self.ewma_nanos.store(new.max(1), Ordering::Relaxed);
+        let now = Instant::now();
         let mut health = self.health();
         health.consecutive_failures = 0;
         if health.ejected_until.take().is_some() {
             health.times_ejected = health.times_ejected.saturating_sub(1);
         }
+        // Peak EWMA: jump to a higher sample at once, decay towards lower ones with time.
+        let sample = sample as f64;
+        health.peak_nanos = match health.peak_at {
+            Some(at) if health.peak_nanos > 0.0 && sample < health.peak_nanos => {
+                let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                let keep = (-elapsed / PEAK_DECAY.as_secs_f64()).exp();
+                health.peak_nanos * keep + sample * (1.0 - keep)
+            }
+            _ => sample,
+        };
+        health.peak_at = Some(now);
     }
 
     /// Counts a failure; ejects the member when the policy says so and `may_eject` allows.
@@ -246,6 +382,8 @@ impl Member {
         health.times_ejected += 1;
         let time = policy.ejection_time(health.times_ejected);
         health.ejected_until = Some(now + time);
+        // Slow start, if configured, ramps from the end of the ejection.
+        health.recovered_at = Some(now + time);
         health.consecutive_failures = 0;
         Some(time)
     }
@@ -264,10 +402,13 @@ impl Member {
             health.check_successes += 1;
             if health.check_successes >= rise {
                 // Healthy by active checks: a passive ejection may end early.
-                health.ejected_until = None;
+                if health.ejected_until.take().is_some() {
+                    health.recovered_at = Some(Instant::now());
+                }
                 if health.down {
                     health.down = false;
                     health.consecutive_failures = 0;
+                    health.recovered_at = Some(Instant::now());
                     return Transition::CameUp;
                 }
             }
@@ -285,10 +426,13 @@ impl Member {
         Transition::None
     }
 
-    pub(crate) fn stats(&self, now: Instant) -> MemberStats {
+    pub(crate) fn stats(&self, now: Instant, slow_start: Duration) -> MemberStats {
+        let effective_weight = self.effective_weight(now, slow_start);
         let health = self.health();
         let state = if !self.is_enabled() {
             MemberState::Disabled
+        } else if self.is_draining() {
+            MemberState::Draining
         } else if health.down {
             MemberState::Down
         } else {
@@ -302,7 +446,9 @@ impl Member {
         MemberStats {
             name: self.config.name.clone(),
             backup: self.config.backup,
-            weight: self.config.weight,
+            weight: self.weight(),
+            effective_weight,
+            max_connections: self.config.max_connections,
             state,
             in_flight: self.in_flight(),
             successes: self.successes.load(Ordering::Relaxed),

@@ -3,11 +3,12 @@
 //!
 //! # How a connect goes
 //!
-//! 1. Candidates are the members that are enabled, not marked down by active checks and not
-//!    ejected, primaries first; backups only when no primary is available. When nothing is
-//!    available the pool tries every enabled member anyway ("panic mode") rather than fail
-//!    without trying.
-//! 2. The [`Strategy`] picks one; the attempt runs under [`ConnectOptions::timeout`].
+//! 1. Candidates are the members that are enabled, not draining, below their connection cap,
+//!    not marked down by active checks and not ejected, primaries first; backups only when no
+//!    primary is available. When nothing is available the pool tries every enabled member
+//!    below its cap anyway ("panic mode") rather than fail without trying.
+//! 2. The [`Strategy`] picks one (the keyed strategies by the connection's key, see
+//!    [`Pool::connect_keyed`]); the attempt runs under [`ConnectOptions::timeout`].
 //! 3. Success records the connect latency (EWMA) and resets the failure streak. The stream
 //!    holds an in-flight count on the member until dropped.
 //! 4. A failure blamed on the member ([`crate::Blame::Proxy`], timeouts included) counts
@@ -15,7 +16,11 @@
 //!    caused, is returned at once: another member would not fare better.
 //! 5. Otherwise the next member is tried; each member at most once per round. Between rounds
 //!    the pool sleeps a full-jitter exponential [`Backoff`], and it stops after
-//!    [`RetryPolicy::max_attempts`] attempts with [`ConnectError::Exhausted`].
+//!    [`RetryPolicy::max_attempts`] attempts with [`ConnectError::Exhausted`]. With a
+//!    [`RetryBudget`], a retry also needs the budget's consent, so that a sick pool sees at
+//!    most a fixed share of extra attempts.
+//! 6. Every failed attempt is kept as a [`FailureRecord`] in a bounded ring
+//!    ([`Pool::recent_failures`]).
 //!
 //! All of this happens before the stream is handed over, so no payload byte is ever sent
 //! twice. Time is tokio's, so tests can pause it.
@@ -24,10 +29,13 @@
 //! backend, see [`Upstream::backend`]), so the server's upstream pools use the same code.
 
 mod backoff;
+mod budget;
 mod ejection;
+mod failures;
 mod health;
 mod lease;
 mod member;
+mod ring;
 mod strategy;
 
 use std::sync::{Arc, Mutex};
@@ -40,14 +48,19 @@ use rand::rngs::SmallRng;
 use tokio::time::{Instant, sleep_until};
 
 pub use backoff::{Backoff, RetryPolicy};
+pub use budget::RetryBudget;
 pub use ejection::EjectionPolicy;
+pub use failures::{FAILURE_RING_CAPACITY, FailureRecord};
 pub use health::{HealthCheck, HealthTask, Probe};
 pub(crate) use lease::Lease;
 pub use member::{MemberState, MemberStats, Upstream};
+pub use ring::stable_hash;
 pub use strategy::Strategy;
 
+use budget::BudgetState;
+use failures::FailureLog;
 use member::Member;
-use strategy::Selector;
+use strategy::{Pick, Selector};
 
 use crate::chain::Chain;
 use crate::connector::ConnectOptions;
@@ -69,6 +82,9 @@ pub(crate) struct PoolInner {
     ejection: EjectionPolicy,
     pub(crate) options: ConnectOptions,
     rng: Mutex<SmallRng>,
+    slow_start: Duration,
+    budget: Option<BudgetState>,
+    pub(crate) failures: FailureLog,
 }
 
 /// Builds a [`Pool`].
@@ -81,6 +97,8 @@ pub struct PoolBuilder {
     options: ConnectOptions,
     seed: Option<u64>,
     fastest_tolerance: Duration,
+    slow_start: Duration,
+    budget: Option<RetryBudget>,
 }
 
 impl Default for PoolBuilder {
@@ -93,6 +111,8 @@ impl Default for PoolBuilder {
             options: ConnectOptions::default(),
             seed: None,
             fastest_tolerance: strategy::DEFAULT_TOLERANCE,
+            slow_start: Duration::ZERO,
+            budget: None,
         }
     }
 }
@@ -140,6 +160,20 @@ impl PoolBuilder {
         self
     }
 
+    /// After a member comes back (from ejection or from failing health checks), its weight
+    /// ramps linearly from 5 % to 100 % over this time. Default zero: at once.
+    pub fn slow_start(mut self, time: Duration) -> Self {
+        self.slow_start = time;
+        self
+    }
+
+    /// Limits retries to a share of connects (see [`RetryBudget`]). Default: no budget, only
+    /// [`RetryPolicy::max_attempts`].
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Seeds the random choices (random strategy, jitter), for reproducible tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -165,6 +199,9 @@ impl PoolBuilder {
                 ejection: self.ejection,
                 options: self.options,
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+                slow_start: self.slow_start,
+                budget: self.budget.map(BudgetState::new),
+                failures: FailureLog::default(),
             }),
         }
     }
@@ -185,28 +222,61 @@ impl Pool {
     /// with [`Upstream::backend`] connect to their own destination instead.
     pub async fn connect(&self, target: impl IntoTarget) -> Result<ProxyStream, ConnectError> {
         let target = target.into_target()?;
-        self.connect_inner(Some(target)).await
+        self.connect_inner(Some(target), None).await
+    }
+
+    /// Like [`Pool::connect`], with a key for the keyed strategies ([`Strategy::Hash`],
+    /// [`Strategy::ConsistentHash`]): the same key goes to the same member while it is
+    /// available. Other strategies ignore it.
+    pub async fn connect_keyed(
+        &self,
+        target: impl IntoTarget,
+        key: &[u8],
+    ) -> Result<ProxyStream, ConnectError> {
+        let target = target.into_target()?;
+        self.connect_inner(Some(target), Some(stable_hash(key)))
+            .await
     }
 
     /// Connects to a member's own destination (pools of [`Upstream::backend`] members).
     pub async fn connect_any(&self) -> Result<ProxyStream, ConnectError> {
-        self.connect_inner(None).await
+        self.connect_inner(None, None).await
     }
 
-    async fn connect_inner(&self, target: Option<Address>) -> Result<ProxyStream, ConnectError> {
+    /// [`Pool::connect_any`] with a key for the keyed strategies (e.g. the client's address,
+    /// for IP-hash stickiness).
+    pub async fn connect_any_keyed(&self, key: &[u8]) -> Result<ProxyStream, ConnectError> {
+        self.connect_inner(None, Some(stable_hash(key))).await
+    }
+
+    async fn connect_inner(
+        &self,
+        target: Option<Address>,
+        key: Option<u64>,
+    ) -> Result<ProxyStream, ConnectError> {
         let inner = &self.inner;
         let policy = &inner.retry;
         let give_up_at = policy.deadline.map(|d| Instant::now() + d);
+        self.prune_drained();
+        if let Some(budget) = &inner.budget {
+            budget.deposit();
+        }
         let mut tried: Vec<Arc<Member>> = Vec::new();
         let mut attempts = 0u32;
         let mut round = 0u32;
         let mut last_error = None;
         while attempts < policy.max_attempts {
             let members = inner.members.load_full();
-            if !members.iter().any(|m| m.is_enabled()) {
+            if !members.iter().any(|m| m.in_rotation()) {
                 return Err(ConnectError::EmptyPool);
             }
-            let Some(member) = self.select(&members, &tried) else {
+            let Some(member) = self.select(&members, &tried, key) else {
+                if !members.iter().any(|m| m.in_rotation() && m.has_room()) {
+                    return Err(ConnectError::Saturated);
+                }
+                if round >= policy.max_attempts {
+                    break;
+                }
                 // Every member had its turn this round: pause, then start over.
                 let pause = {
                     let mut rng = inner.rng.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,9 +294,19 @@ impl Pool {
             if give_up_at.is_some_and(|at| Instant::now() >= at) {
                 break;
             }
-            attempts += 1;
             tried.push(member.clone());
-            let lease = Lease::new(member.clone());
+            let Some(lease) = Lease::try_new(member.clone()) else {
+                // It reached its cap since it was chosen: not an attempt, choose again.
+                continue;
+            };
+            if attempts > 0
+                && let Some(budget) = &inner.budget
+                && !budget.withdraw()
+            {
+                tracing::debug!(attempt = attempts, "pool retry budget spent");
+                break;
+            }
+            attempts += 1;
             let started = Instant::now();
             let destination = member.config.destination.clone().or_else(|| target.clone());
             let Some(destination) = destination else {
@@ -257,6 +337,13 @@ impl Pool {
                 }
                 Err(error) => {
                     drop(lease);
+                    inner.failures.push(FailureRecord {
+                        at: std::time::SystemTime::now(),
+                        member: member.name().to_owned(),
+                        stage: error.stage().name(),
+                        kind: error.reason().to_owned(),
+                        attempt: attempts,
+                    });
                     match error.blame() {
                         Blame::Proxy => self.count_failure(&members, &member, &error),
                         Blame::Target | Blame::Caller => return Err(error),
@@ -286,9 +373,16 @@ impl Pool {
     }
 
     /// Candidates per the rules in the module docs, then the strategy's pick.
-    fn select(&self, members: &[Arc<Member>], tried: &[Arc<Member>]) -> Option<Arc<Member>> {
+    fn select(
+        &self,
+        members: &[Arc<Member>],
+        tried: &[Arc<Member>],
+        key: Option<u64>,
+    ) -> Option<Arc<Member>> {
         let now = Instant::now();
-        let untried = |m: &&Arc<Member>| m.is_enabled() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
+        let untried = |m: &&Arc<Member>| {
+            m.in_rotation() && m.has_room() && !tried.iter().any(|t| Arc::ptr_eq(t, m))
+        };
         let available = |backup: bool| -> Vec<&Arc<Member>> {
             members
                 .iter()
@@ -314,19 +408,33 @@ impl Pool {
         if candidates.is_empty() {
             return None;
         }
-        let index = self.inner.selector.pick(&candidates, &self.inner.rng);
+        let pick = Pick {
+            candidates: &candidates,
+            all: members,
+            key,
+            now,
+            slow_start: self.inner.slow_start,
+        };
+        let index = self.inner.selector.pick(&pick, &self.inner.rng);
         Some(candidates[index].clone())
     }
 
     /// Live statistics per member, in configuration order.
     pub fn stats(&self) -> Vec<MemberStats> {
+        self.prune_drained();
         let now = Instant::now();
         self.inner
             .members
             .load()
             .iter()
-            .map(|m| m.stats(now))
+            .map(|m| m.stats(now, self.inner.slow_start))
             .collect()
+    }
+
+    /// The most recent failed attempts (at most [`FAILURE_RING_CAPACITY`]), oldest first, and
+    /// how many failures were ever recorded.
+    pub fn recent_failures(&self) -> (Vec<FailureRecord>, u64) {
+        self.inner.failures.snapshot()
     }
 
     /// Starts active health checks in the background; they run until the returned task is
@@ -369,11 +477,66 @@ impl Pool {
     /// Enables or disables the member named `name` (disabled members get no new connections;
     /// open ones stay). Returns whether it exists.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> bool {
+        self.with_member(name, |member| member.set_enabled(enabled))
+    }
+
+    /// Starts or ends draining the member named `name`: while draining it gets no new
+    /// connections, open ones finish, and health checks go on. Returns whether it exists.
+    pub fn set_draining(&self, name: &str, draining: bool) -> bool {
+        self.with_member(name, |member| member.set_draining(draining))
+    }
+
+    /// Changes the weight of the member named `name` (effective for the next pick). Returns
+    /// whether it exists.
+    pub fn set_weight(&self, name: &str, weight: u32) -> bool {
+        self.with_member(name, |member| member.set_weight(weight))
+    }
+
+    /// Drains the member named `name` and removes it once its last connection closed (at
+    /// once if it has none). Returns whether it existed.
+    pub fn remove_after_drain(&self, name: &str) -> bool {
+        let found = self.with_member(name, |member| {
+            member.set_draining(true);
+            member
+                .remove_when_drained
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        self.prune_drained();
+        found
+    }
+
+    /// The names of the members, in configuration order.
+    pub fn member_names(&self) -> Vec<String> {
+        self.prune_drained();
+        let members = self.inner.members.load();
+        members.iter().map(|m| m.name().to_owned()).collect()
+    }
+
+    fn with_member(&self, name: &str, f: impl FnOnce(&Member)) -> bool {
         let members = self.inner.members.load();
         let member = members.iter().find(|m| m.name() == name);
         if let Some(member) = member {
-            member.set_enabled(enabled);
+            f(member);
         }
         member.is_some()
+    }
+
+    /// Removes members marked for removal whose last connection has closed.
+    fn prune_drained(&self) {
+        let drained = |m: &Arc<Member>| {
+            m.remove_when_drained
+                .load(std::sync::atomic::Ordering::Relaxed)
+                && m.in_flight() == 0
+        };
+        if !self.inner.members.load().iter().any(drained) {
+            return;
+        }
+        self.inner.members.rcu(|members| {
+            members
+                .iter()
+                .filter(|m| !drained(m))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
     }
 }
