@@ -7,6 +7,8 @@
 //! - [`server`]: binds the listeners, runs accept loops, applies reloads, drains on shutdown.
 //! - [`inbound`]: one module per listener kind; [`inbound::mtproto`] is the Telegram proxy
 //!   (handshake, masking, session).
+//! - [`inbound::tcp`] with [`outbound`]: the layer-4 load balancer over upstream pools
+//!   (strategies, health checks, retries, runtime changes through the [`admin`] API).
 //! - [`telegram`]: the DC table and direct-mode connections to DCs.
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.
@@ -14,6 +16,7 @@
 //! - [`link`]: shareable `tg://` and `t.me` links and QR codes.
 //! - [`cli`] and [`commands`]: the command line; `main.rs` only dispatches.
 
+pub mod admin;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -22,6 +25,7 @@ pub mod inbound;
 pub mod link;
 pub mod listener;
 pub mod logging;
+pub mod outbound;
 pub mod privileges;
 pub mod random;
 pub mod relay;

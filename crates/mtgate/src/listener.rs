@@ -54,7 +54,9 @@ mod tests {
         let (_, from) = listener.accept().await.unwrap();
         assert_eq!(from.ip().to_canonical(), v4.local_addr().unwrap().ip());
         let v6 = tokio::net::TcpStream::connect(("::1", port)).await.unwrap();
-        let (_, from) = listener.accept().await.unwrap();
+        let (accepted, from) = listener.accept().await.unwrap();
         assert_eq!(from, v6.local_addr().unwrap());
+        // Accepted sockets inherit TCP_NODELAY from the listener: no system call per accept.
+        assert!(accepted.nodelay().unwrap());
     }
 }

@@ -14,10 +14,13 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, TelegramConfig};
 use crate::gate::Gate;
 use crate::inbound::mtproto::{self, MtprotoService};
+use crate::inbound::tcp::{self, TcpService};
+use crate::outbound::PoolSet;
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ReasonLabels;
+use crate::telemetry::pools::PoolCollector;
 use crate::telemetry::process::ProcessCollector;
 use crate::telemetry::stats::StatsPage;
 
@@ -34,6 +37,8 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// When the server started.
     pub started: Instant,
+    /// Upstream pools by name.
+    pub pools: Arc<PoolSet>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -81,8 +86,10 @@ pub enum StartError {
 pub struct Server {
     shared: Arc<Shared>,
     services: Vec<Arc<MtprotoService>>,
+    tcp_services: Vec<Arc<TcpService>>,
     bound: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
     connections: TaskTracker,
@@ -94,6 +101,8 @@ impl Server {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
+        let pools = Arc::new(PoolSet::new(&config.pools));
+        registry.register_collector(Box::new(PoolCollector::new(pools.clone())));
         let pool = BufferPool::new(
             config.limits.buffer_size,
             config.limits.buffered_bytes,
@@ -105,6 +114,7 @@ impl Server {
             conns: ConnRegistry::default(),
             gate: Arc::default(),
             started: Instant::now(),
+            pools,
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
@@ -130,6 +140,36 @@ impl Server {
             }
             services.push(service);
         }
+        let mut tcp_listeners = Vec::new();
+        let mut tcp_services = Vec::new();
+        for listener_config in &config.tcp {
+            let service = Arc::new(TcpService::new(listener_config.clone()));
+            for addr in &listener_config.listen {
+                let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                    listener: listener_config.name.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+                let local = listener.local_addr().unwrap_or(*addr);
+                bound.push((listener_config.name.clone(), local));
+                tcp_listeners.push((listener, service.clone()));
+            }
+            tcp_services.push(service);
+        }
+        let admin_listener = match &config.admin {
+            Some(admin) => Some((
+                crate::listener::bind(admin.listen).map_err(|source| StartError::Bind {
+                    listener: "admin".into(),
+                    addr: admin.listen,
+                    source,
+                })?,
+                Arc::<str>::from(admin.token.as_str()),
+            )),
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok());
         let metrics_listener = match config.metrics {
             Some(addr) => Some(
                 crate::listener::bind(addr).map_err(|source| StartError::Bind {
@@ -151,6 +191,23 @@ impl Server {
                 connections.clone(),
             ));
         }
+        for (listener, service) in tcp_listeners {
+            tokio::spawn(tcp::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
+        if let Some((listener, token)) = admin_listener {
+            tokio::spawn(crate::admin::serve(
+                listener,
+                token,
+                shared.clone(),
+                stop_background.clone(),
+            ));
+        }
         if let Some(listener) = metrics_listener {
             let page = StatsPage::new(shared.clone(), services.clone());
             tokio::spawn(crate::telemetry::endpoint::serve(
@@ -167,11 +224,16 @@ impl Server {
         if let Some(addr) = metrics_addr {
             tracing::info!(%addr, "metrics at http://{addr}/metrics, stats at http://{addr}/stats");
         }
+        if let Some(addr) = admin_addr {
+            tracing::info!(%addr, "admin API at http://{addr}/pools");
+        }
         Ok(Self {
             shared,
             services,
+            tcp_services,
             bound,
             metrics_addr,
+            admin_addr,
             stop_accepting,
             stop_background,
             connections,
@@ -195,6 +257,11 @@ impl Server {
     /// The metrics endpoint's address.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The admin API's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// State shared with connections.
@@ -223,6 +290,27 @@ impl Server {
                     "new listener: restart to start it"
                 ),
             }
+        }
+        for listener in &new.tcp {
+            match self.tcp_services.iter().find(|s| s.name() == listener.name) {
+                Some(service) => {
+                    if service.config().listen != listener.listen {
+                        tracing::warn!(
+                            listener = listener.name,
+                            "listen addresses changed: restart to apply"
+                        );
+                    }
+                    service.apply(listener.clone());
+                }
+                None => tracing::warn!(
+                    listener = listener.name,
+                    "new listener: restart to start it"
+                ),
+            }
+        }
+        self.shared.pools.reconcile(&new.pools);
+        if old.admin != new.admin {
+            tracing::warn!("admin API settings changed: restart to apply");
         }
         if old.limits.buffer_size != new.limits.buffer_size
             || old.limits.buffered_bytes != new.limits.buffered_bytes
@@ -264,6 +352,7 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.connections.wait()).await;
         }
         self.stop_background.cancel();
+        self.shared.pools.stop();
     }
 }
 

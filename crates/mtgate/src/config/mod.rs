@@ -4,9 +4,12 @@
 //! - [`raw`]: the file as written (serde, `deny_unknown_fields`, defaults);
 //! - [`validate`]: checks and conversion into [`Config`];
 //! - [`units`]: durations and sizes;
+//! - [`pool`] and [`raw_pool`]: upstream pools, `tcp` listeners and the admin API;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
+pub mod pool;
 pub mod raw;
+pub mod raw_pool;
 pub mod units;
 pub mod validate;
 
@@ -51,6 +54,12 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// MTProto listeners.
     pub mtproto: Vec<MtprotoListener>,
+    /// Upstream pools.
+    pub pools: Vec<pool::PoolConfig>,
+    /// Layer-4 listeners forwarding to pools.
+    pub tcp: Vec<pool::TcpListenerConfig>,
+    /// The admin API, if enabled.
+    pub admin: Option<pool::AdminConfig>,
 }
 
 /// Process-wide settings.

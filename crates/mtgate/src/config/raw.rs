@@ -29,6 +29,14 @@ pub struct RawConfig {
     /// MTProto proxy listeners.
     #[serde(default)]
     pub mtproto: Vec<RawMtproto>,
+    /// Upstream pools.
+    #[serde(default)]
+    pub pool: Vec<super::raw_pool::RawPool>,
+    /// Layer-4 listeners forwarding to pools.
+    #[serde(default)]
+    pub tcp: Vec<super::raw_pool::RawTcp>,
+    /// The admin API.
+    pub admin: Option<super::raw_pool::RawAdmin>,
 }
 
 /// `[server]`.

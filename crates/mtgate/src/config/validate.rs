@@ -111,12 +111,15 @@ pub fn validate(
         ));
     }
 
-    if raw.mtproto.is_empty() {
+    if raw.mtproto.is_empty() && raw.tcp.is_empty() {
         return Err(ConfigError::new(
             "",
-            "no listener is configured: add an [[mtproto]] section",
+            "no listener is configured: add an [[mtproto]] or [[tcp]] section",
         ));
     }
+    let pools = super::pool::pools(raw.pool)?;
+    let tcp = super::pool::tcp_listeners(raw.tcp, &pools)?;
+    let admin = super::pool::admin(raw.admin)?;
     let mut names = HashSet::new();
     let mut bound = HashSet::new();
     let mut mtproto = Vec::with_capacity(raw.mtproto.len());
@@ -146,6 +149,22 @@ pub fn validate(
         }
         mtproto.push(l);
     }
+    for (i, l) in tcp.iter().enumerate() {
+        if !names.insert(l.name.clone()) {
+            return Err(ConfigError::new(
+                format!("tcp[{i}].name"),
+                format!("{:?} is used twice", l.name),
+            ));
+        }
+        for addr in &l.listen {
+            if !bound.insert(*addr) {
+                return Err(ConfigError::new(
+                    format!("tcp[{i}].listen"),
+                    format!("{addr} is used twice"),
+                ));
+            }
+        }
+    }
     Ok(Config {
         origin,
         server,
@@ -153,6 +172,9 @@ pub fn validate(
         limits,
         telegram,
         mtproto,
+        pools,
+        tcp,
+        admin,
     })
 }
 
@@ -382,7 +404,7 @@ fn dc_overrides(
     Ok(out)
 }
 
-fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse().map_err(|_| {
         ConfigError::new(
             path,
@@ -391,7 +413,7 @@ fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
+pub(crate) fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         Err(ConfigError::new(path, "must be longer than zero"))
     } else {
@@ -399,7 +421,7 @@ fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
     }
 }
 
-fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

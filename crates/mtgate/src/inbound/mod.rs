@@ -1,3 +1,4 @@
 //! Listeners: one accept loop per listener kind.
 
 pub mod mtproto;
+pub mod tcp;

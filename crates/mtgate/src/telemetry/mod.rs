@@ -3,6 +3,7 @@
 
 pub mod endpoint;
 pub mod metrics;
+pub mod pools;
 pub mod process;
 pub mod stats;
 

@@ -163,7 +163,6 @@ pub async fn accept_loop(
             tracing::debug!(listener = service.name, %peer, "connection limit reached");
             continue;
         };
-        let _ = stream.set_nodelay(true);
         tracker.spawn(serve(stream, peer, service.clone(), shared.clone(), passes));
     }
 }

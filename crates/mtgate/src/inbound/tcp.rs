@@ -1,0 +1,231 @@
+//! The `tcp` listener: a layer-4 load balancer. Each accepted connection gets a server from
+//! its pool (retries and failover happen before the first client byte goes anywhere), an
+//! optional PROXY protocol header, and then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::pool::TcpListenerConfig;
+use crate::gate::{Gate, Pass};
+use crate::outbound::proxy_header;
+use crate::relay::pump::{RelayContext, write_all};
+use crate::relay::{Passthrough, RelayEnd, relay};
+use crate::server::Shared;
+use crate::telemetry::metrics::{BytesLabels, ListenerLabels, ReasonLabels};
+
+/// Time to write the PROXY header and bytes the backend sent early.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One `[[tcp]]` listener at run time.
+#[derive(Debug)]
+pub struct TcpService {
+    name: String,
+    config: ArcSwap<TcpListenerConfig>,
+    gate: Arc<Gate>,
+}
+
+impl TcpService {
+    /// A service for `config`.
+    pub fn new(config: TcpListenerConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            config: ArcSwap::from_pointee(config),
+            gate: Arc::default(),
+        }
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The settings now.
+    pub fn config(&self) -> Arc<TcpListenerConfig> {
+        self.config.load_full()
+    }
+
+    /// Applies reloaded settings to new connections.
+    pub fn apply(&self, config: TcpListenerConfig) {
+        self.config.store(Arc::new(config));
+    }
+}
+
+/// Accepts until `stop` fires.
+pub async fn accept_loop(
+    listener: TcpListener,
+    service: Arc<TcpService>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let labels = ListenerLabels {
+        listener: service.name.clone(),
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(listener = service.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        shared
+            .metrics
+            .connections_accepted
+            .get_or_create(&labels)
+            .inc();
+        let limit = service.config().max_connections.unwrap_or(usize::MAX);
+        let passes = shared
+            .gate
+            .try_enter(shared.max_connections())
+            .zip(service.gate.try_enter(limit));
+        let Some(passes) = passes else {
+            count(&shared, &service, "connection_limit");
+            continue;
+        };
+        tracker.spawn(serve(stream, peer, service.clone(), shared.clone(), passes));
+    }
+}
+
+fn count(shared: &Shared, service: &TcpService, reason: &'static str) {
+    shared
+        .metrics
+        .connections_refused
+        .get_or_create(&ReasonLabels {
+            listener: service.name.clone(),
+            reason,
+        })
+        .inc();
+}
+
+async fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    service: Arc<TcpService>,
+    shared: Arc<Shared>,
+    _passes: (Pass, Pass),
+) {
+    let registration = shared.conns.register();
+    let entry = registration.entry();
+    let config = service.config();
+    let _open = OpenGauge::enter(
+        shared
+            .metrics
+            .connections_open
+            .get_or_create(&ListenerLabels {
+                listener: service.name.clone(),
+            })
+            .clone(),
+    );
+    let Some(pool) = shared.pools.get(&config.pool) else {
+        tracing::warn!(listener = service.name, pool = config.pool, "pool is gone");
+        count(&shared, &service, "no_pool");
+        return;
+    };
+    // The pool's own deadline bounds this; the kill switch ends it early at shutdown.
+    let key = match peer.ip().to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let connecting = Box::pin(pool.pool.connect_any_keyed(&key));
+    let upstream = tokio::select! {
+        r = connecting => r,
+        () = entry.killed().cancelled() => {
+            return;
+        }
+    };
+    let upstream = match upstream {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::info!(listener = service.name, pool = config.pool, %peer, error = %e, "no upstream");
+            count(&shared, &service, "upstream_unavailable");
+            return;
+        }
+    };
+    let tunnel = match upstream.into_tcp() {
+        Ok(tunnel) => tunnel,
+        Err(_) => {
+            // A TLS hop (https:// proxy) cannot be relayed by the socket pump.
+            tracing::warn!(
+                listener = service.name,
+                "https:// hops are not supported on tcp listeners"
+            );
+            count(&shared, &service, "unsupported_upstream");
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = tunnel.tcp.set_nodelay(true);
+    if let Some(version) = config.proxy_protocol {
+        let local = client.local_addr().unwrap_or(peer);
+        let header = proxy_header::encode(version, peer, local);
+        let writing = tokio::time::timeout(WRITE_TIMEOUT, write_all(&tunnel.tcp, &header));
+        if !matches!(writing.await, Ok(Ok(()))) {
+            count(&shared, &service, "upstream_write");
+            return;
+        }
+    }
+    if !tunnel.prefix.is_empty() {
+        let writing = tokio::time::timeout(WRITE_TIMEOUT, write_all(&client, &tunnel.prefix));
+        if !matches!(writing.await, Ok(Ok(()))) {
+            return;
+        }
+    }
+    let bytes = |direction| {
+        shared
+            .metrics
+            .bytes
+            .get_or_create(&BytesLabels {
+                listener: service.name.clone(),
+                user: String::new(),
+                direction,
+            })
+            .clone()
+    };
+    let (up, down) = (bytes("client_to_upstream"), bytes("upstream_to_client"));
+    let ctx = RelayContext {
+        pool: &shared.pool,
+        entry,
+        idle_timeout: config.idle_timeout,
+    };
+    let relaying = relay(
+        &client,
+        &tunnel.tcp,
+        (Passthrough::unlimited(), Some(&up)),
+        (Passthrough::unlimited(), Some(&down)),
+        ctx,
+    );
+    match relaying.await {
+        RelayEnd::Finished | RelayEnd::Idle | RelayEnd::Killed => {}
+        RelayEnd::Failed(e) => {
+            tracing::debug!(listener = service.name, %peer, error = %e, "tcp session ended");
+        }
+    }
+}
+
+/// Counts a connection in the open-connections gauge until dropped.
+struct OpenGauge(Gauge);
+
+impl OpenGauge {
+    fn enter(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
