@@ -4,10 +4,13 @@
 //! mtgate-bench fake-dc --listen 127.0.0.1:0 --listen [::1]:0 [--raw-echo]
 //! mtgate-bench load --target 127.0.0.1:4433 --secret 'tg://proxy?…&secret=ee…' --measure-pid 1234
 //! mtgate-bench load --target 127.0.0.1:40000 --direct
+//! mtgate-bench echo-server --listen 127.0.0.1:0
+//! mtgate-bench tcp-load --target 127.0.0.1:8080 --mode connections --kill-pid 4321
 //! ```
 
 mod fake_dc_cmd;
 mod load_cmd;
+mod tcp_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -26,6 +29,10 @@ enum Command {
     FakeDc(fake_dc_cmd::FakeDcArgs),
     /// Measure throughput, handshakes per second and memory per idle connection.
     Load(Box<load_cmd::LoadArgs>),
+    /// Run a plain TCP echo server (a backend for load-balancer runs).
+    EchoServer(tcp_cmd::EchoArgs),
+    /// Load a TCP balancer or backend: connections per second or throughput.
+    TcpLoad(tcp_cmd::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +50,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::FakeDc(args) => fake_dc_cmd::run(args).await,
             Command::Load(args) => load_cmd::run(*args).await,
+            Command::EchoServer(args) => tcp_cmd::echo(args).await,
+            Command::TcpLoad(args) => tcp_cmd::load(args).await,
         }
     })
 }
