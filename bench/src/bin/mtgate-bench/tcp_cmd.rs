@@ -6,7 +6,9 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -177,7 +179,7 @@ async fn stream(target: SocketAddr, deadline: Instant, done: &AtomicU64) -> std:
     };
     let limit = deadline + Duration::from_secs(5);
     let both = async { tokio::try_join!(writing, reading) };
-    match tokio::time::timeout_at(limit.into(), both).await {
+    match tokio::time::timeout_at(limit, both).await {
         Ok(result) => result.map(|_| ()),
         Err(_) => Ok(()),
     }
