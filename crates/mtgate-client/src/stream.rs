@@ -98,13 +98,12 @@ impl ProxyStream {
     pub fn into_tcp(self) -> Result<TcpTunnel, Self> {
         match self.transport {
             Transport::Tcp(tcp) => {
-                let mut info = self.info;
-                info.local_addr = tcp.local_addr().ok();
-                info.peer_addr = tcp.peer_addr().ok();
+                // The addresses are left out of `info`: `tcp` has them, and relays that do not
+                // need them save two system calls per connection.
                 Ok(TcpTunnel {
                     tcp,
                     prefix: self.prefix,
-                    info,
+                    info: self.info,
                     _lease: self.lease,
                 })
             }
@@ -122,7 +121,8 @@ pub struct TcpTunnel {
     pub tcp: TcpStream,
     /// Bytes from the target already read during the handshake.
     pub prefix: Bytes,
-    /// Facts about the connection (byte counters as of the conversion).
+    /// Facts about the connection (byte counters as of the conversion; the addresses are not
+    /// filled in, ask [`TcpTunnel::tcp`]).
     pub info: ConnectionInfo,
     _lease: Option<Lease>,
 }

@@ -165,8 +165,8 @@ async fn serve(
             return;
         }
     };
-    let _ = client.set_nodelay(true);
-    let _ = tunnel.tcp.set_nodelay(true);
+    // TCP_NODELAY: the client's socket inherits it from the listener, the backend's was set
+    // when it was dialled.
     if let Some(version) = config.proxy_protocol {
         let local = client.local_addr().unwrap_or(peer);
         let header = proxy_header::encode(version, peer, local);

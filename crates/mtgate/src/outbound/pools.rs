@@ -32,7 +32,7 @@ impl PoolEntry {
             .retry(config.retry.clone())
             .ejection(config.ejection.clone())
             .slow_start(config.slow_start)
-            .connect_options(ConnectOptions::with_timeout(config.connect_timeout));
+            .connect_options(connect_options(&config));
         if let Some(budget) = &config.budget {
             builder = builder.retry_budget(budget.clone());
         }
@@ -112,6 +112,14 @@ impl PoolEntry {
             task.stop();
         }
     }
+}
+
+/// Dial options of a pool's connections: no TCP keepalive (mtgate closes idle connections
+/// itself, and skipping it saves two system calls per connection).
+fn connect_options(config: &PoolConfig) -> ConnectOptions {
+    let mut options = ConnectOptions::with_timeout(config.connect_timeout);
+    options.dial.keepalive = None;
+    options
 }
 
 fn same_but_weight(a: &PoolServer, b: &PoolServer) -> bool {
