@@ -6,7 +6,10 @@
 //!   default; [`state`] keeps generated secrets.
 //! - [`server`]: binds the listeners, runs accept loops, applies reloads, drains on shutdown.
 //! - [`inbound`]: one module per listener kind; [`inbound::mtproto`] is the Telegram proxy
-//!   (handshake, masking, session).
+//!   (handshake, masking, session); [`inbound::socks5`], [`inbound::http`] and the
+//!   shared [`inbound::proxy`] serve the SOCKS5, HTTP and mixed proxy listeners.
+//! - [`acl`] and [`auth`]: proxy rules (with the safe default), users, passwords, lockout;
+//!   [`outbound`]: reaching a proxy client's destination, directly or through an upstream.
 //! - [`telegram`]: the DC table and direct-mode connections to DCs.
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.
@@ -14,6 +17,8 @@
 //! - [`link`]: shareable `tg://` and `t.me` links and QR codes.
 //! - [`cli`] and [`commands`]: the command line; `main.rs` only dispatches.
 
+pub mod acl;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -22,6 +27,7 @@ pub mod inbound;
 pub mod link;
 pub mod listener;
 pub mod logging;
+pub mod outbound;
 pub mod privileges;
 pub mod random;
 pub mod relay;

@@ -4,11 +4,15 @@
 //! - [`raw`]: the file as written (serde, `deny_unknown_fields`, defaults);
 //! - [`validate`]: checks and conversion into [`Config`];
 //! - [`units`]: durations and sizes;
+//! - [`proxy`] and [`raw_proxy`]: the SOCKS5, HTTP and mixed proxy listeners;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
+pub mod proxy;
 pub mod raw;
+pub mod raw_proxy;
 pub mod units;
 pub mod validate;
+mod validate_proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +55,8 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// MTProto listeners.
     pub mtproto: Vec<MtprotoListener>,
+    /// SOCKS5, HTTP and mixed proxy listeners.
+    pub proxies: Vec<proxy::ProxyListener>,
 }
 
 /// Process-wide settings.

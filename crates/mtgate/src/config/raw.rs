@@ -29,6 +29,15 @@ pub struct RawConfig {
     /// MTProto proxy listeners.
     #[serde(default)]
     pub mtproto: Vec<RawMtproto>,
+    /// SOCKS5 (and SOCKS4) proxy listeners.
+    #[serde(default)]
+    pub socks5: Vec<super::raw_proxy::RawProxyListener>,
+    /// HTTP proxy listeners.
+    #[serde(default)]
+    pub http: Vec<super::raw_proxy::RawProxyListener>,
+    /// Listeners serving SOCKS and HTTP on one port.
+    #[serde(default)]
+    pub mixed: Vec<super::raw_proxy::RawProxyListener>,
 }
 
 /// `[server]`.

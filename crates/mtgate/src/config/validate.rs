@@ -8,6 +8,7 @@ use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::{self, Secret};
 
+use super::proxy::ProxyKind;
 use super::raw::{RawConfig, RawMtproto, RawSkew, RawUser};
 use super::{
     Config, FakeTls, Limits, Masking, Modes, MtprotoListener, Origin, Replay, ServerConfig,
@@ -111,10 +112,11 @@ pub fn validate(
         ));
     }
 
-    if raw.mtproto.is_empty() {
+    let proxy_count = raw.socks5.len() + raw.http.len() + raw.mixed.len();
+    if raw.mtproto.is_empty() && proxy_count == 0 {
         return Err(ConfigError::new(
             "",
-            "no listener is configured: add an [[mtproto]] section",
+            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]] or [[mixed]] section",
         ));
     }
     let mut names = HashSet::new();
@@ -146,6 +148,16 @@ pub fn validate(
         }
         mtproto.push(l);
     }
+    let mut proxies = Vec::with_capacity(proxy_count);
+    for (kind, list) in [
+        (ProxyKind::Socks5, raw.socks5),
+        (ProxyKind::Http, raw.http),
+        (ProxyKind::Mixed, raw.mixed),
+    ] {
+        proxies.extend(super::validate_proxy::listeners(
+            kind, list, &mut names, &mut bound,
+        )?);
+    }
     Ok(Config {
         origin,
         server,
@@ -153,6 +165,7 @@ pub fn validate(
         limits,
         telegram,
         mtproto,
+        proxies,
     })
 }
 
@@ -382,7 +395,7 @@ fn dc_overrides(
     Ok(out)
 }
 
-fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+pub(super) fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse().map_err(|_| {
         ConfigError::new(
             path,
@@ -391,7 +404,7 @@ fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
+pub(super) fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         Err(ConfigError::new(path, "must be longer than zero"))
     } else {
@@ -399,7 +412,7 @@ fn positive(path: &str, d: Duration) -> Result<Duration, ConfigError> {
     }
 }
 
-fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -1,3 +1,6 @@
 //! Listeners: one accept loop per listener kind.
 
+pub mod http;
 pub mod mtproto;
+pub mod proxy;
+pub mod socks5;

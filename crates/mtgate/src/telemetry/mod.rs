@@ -4,6 +4,7 @@
 pub mod endpoint;
 pub mod metrics;
 pub mod process;
+pub mod proxy_metrics;
 pub mod stats;
 
 pub use metrics::Metrics;
