@@ -16,7 +16,7 @@ fn v1_tcp4_and_tcp6_with_the_payload_after() {
     let text = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET /";
     assert_eq!(
         Header::parse(text),
-        Ok(Some((proxied("192.0.2.1:56324", "198.51.100.2:443"), 44)))
+        Ok(Some((proxied("192.0.2.1:56324", "198.51.100.2:443"), 45)))
     );
     let text = b"PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n";
     assert_eq!(
