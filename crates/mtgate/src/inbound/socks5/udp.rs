@@ -129,6 +129,13 @@ struct Association<'a> {
     last_active: Instant,
 }
 
+/// Sends a datagram now or drops it (UDP semantics). This goes to the socket directly:
+/// tokio's `try_send_to` reports `WouldBlock` on a socket the reactor has not yet seen
+/// writable, which is every freshly opened outbound socket.
+fn send_now(socket: &UdpSocket, data: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+    socket2::SockRef::from(socket).send_to(data, &to.into())
+}
+
 /// Waits until `socket` (if any) has a datagram.
 async fn readable(socket: &Option<UdpSocket>) -> std::io::Result<()> {
     match socket {
@@ -170,6 +177,7 @@ impl Association<'_> {
     }
 
     fn datagram(&self, reason: &'static str) {
+        tracing::trace!(listener = self.ctx.name(), reason, "UDP datagram");
         self.ctx
             .shared
             .metrics
@@ -233,7 +241,7 @@ impl Association<'_> {
         let Some(socket) = socket else {
             return self.datagram("send_failed");
         };
-        match socket.try_send_to(&self.buf[len..n], destination) {
+        match send_now(socket, &self.buf[len..n], destination) {
             Ok(sent) => {
                 if self.peers.len() < MAX_PEERS {
                     self.peers.insert(destination);
@@ -262,10 +270,7 @@ impl Association<'_> {
         UdpHeader::new(Address::Socket(from)).write_to_buf(&mut header);
         let start = ROOM - header.len();
         self.buf[start..ROOM].copy_from_slice(&header);
-        match self
-            .client_socket
-            .try_send_to(&self.buf[start..ROOM + n], client)
-        {
+        match send_now(&self.client_socket, &self.buf[start..ROOM + n], client) {
             Ok(_) => {
                 self.last_active = Instant::now();
                 self.ctx.entry.touch();
