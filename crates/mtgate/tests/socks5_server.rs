@@ -303,7 +303,7 @@ async fn slow_clients_meet_the_handshake_timeout() {
     for partial in [&b""[..], b"\x05", b"\x05\x01\x00\x05\x01"] {
         let mut s = connect(open).await;
         s.write_all(partial).await.unwrap();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut got = Vec::new();
         let mut chunk = [0u8; 16];
         loop {

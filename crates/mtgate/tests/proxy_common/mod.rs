@@ -146,14 +146,21 @@ async fn origin_connection(mut stream: TcpStream, heads: Arc<Mutex<Vec<String>>>
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        while buf.len() < length {
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                _ => return,
+        let body_in = if lower.contains("transfer-encoding: chunked") {
+            match read_chunked(&mut stream, &mut buf).await {
+                Some(body) => body,
+                None => return,
             }
-        }
-        let body_in: Vec<u8> = buf.drain(..length).collect();
+        } else {
+            while buf.len() < length {
+                let mut chunk = [0u8; 4096];
+                match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            buf.drain(..length).collect()
+        };
         heads.lock().unwrap().push(head.clone());
         let line = head.lines().next().unwrap_or_default().to_owned();
         if lower.contains("upgrade: websocket") {
@@ -178,6 +185,38 @@ async fn origin_connection(mut stream: TcpStream, heads: Arc<Mutex<Vec<String>>>
             return;
         }
     }
+}
+
+/// Decodes a chunked body (no trailers) from `buf` and the stream.
+async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    for _ in 0..10_000 {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).ok()?.trim(), 16).ok()?;
+        while buf.len() < line_end + 2 + size + 2 {
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+        body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+        buf.drain(..line_end + 2 + size + 2);
+        if size == 0 {
+            return Some(body);
+        }
+    }
+    None
 }
 
 /// Connects to `addr` within [`WAIT`].

@@ -51,8 +51,10 @@ pub async fn handle(
     };
     let allowed = &ctx.config().http.connect_ports;
     if !allowed.iter().any(|r| r.contains(&target.port())) {
+        // Refused CONNECTs close: whatever the client sent after its request is meant for the
+        // tunnel and must not be read as the next request.
         ctx.refused(user.as_deref(), COMMAND, &target, "port_not_allowed");
-        return reply::status(403, false);
+        return reply::status(403, true);
     }
     let pass = match user_pass(user.as_ref()) {
         Ok(p) => p,
@@ -71,7 +73,7 @@ pub async fn handle(
         Ok(d) => d,
         Err(e) => {
             ctx.refused(user.as_deref(), COMMAND, &target, e.reason());
-            return reply::status(e.status(), false);
+            return reply::status(e.status(), true);
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut request);

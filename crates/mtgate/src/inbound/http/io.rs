@@ -3,26 +3,31 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP stream whose first reads return `prefix` (bytes the prelude already consumed).
+use super::tap::SharedTap;
+
+/// A TCP stream whose first reads return `prefix` (bytes the prelude already consumed); what
+/// is read also goes to a [`HeadTap`].
 #[derive(Debug)]
 pub struct Prefixed {
     prefix: Vec<u8>,
     read: usize,
     stream: TcpStream,
+    tap: SharedTap,
 }
 
 impl Prefixed {
-    /// `stream` with `prefix` in front.
-    pub fn new(prefix: Vec<u8>, stream: TcpStream) -> Self {
+    /// `stream` with `prefix` in front, recording into `tap`.
+    pub fn new(prefix: Vec<u8>, stream: TcpStream, tap: SharedTap) -> Self {
         Self {
             prefix,
             read: 0,
             stream,
+            tap,
         }
     }
 
@@ -41,6 +46,7 @@ impl AsyncRead for Prefixed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         if this.read < this.prefix.len() {
             let rest = &this.prefix[this.read..];
             let n = rest.len().min(buf.remaining());
@@ -50,9 +56,14 @@ impl AsyncRead for Prefixed {
                 this.prefix = Vec::new();
                 this.read = 0;
             }
-            return Poll::Ready(Ok(()));
+        } else {
+            ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        this.tap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
     }
 }
 

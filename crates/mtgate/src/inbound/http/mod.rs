@@ -14,6 +14,7 @@ pub mod headers;
 pub mod io;
 pub mod reply;
 pub mod service;
+pub mod tap;
 
 use std::time::Duration;
 
@@ -24,11 +25,13 @@ use tokio::net::TcpStream;
 use super::proxy::Ctx;
 use io::Prefixed;
 use service::{ConnState, Pending};
+use tap::HeadTap;
 
 /// Serves one HTTP client whose first bytes are in `buffered`.
 pub async fn serve(stream: TcpStream, buffered: Vec<u8>, ctx: Ctx<'_>) {
     let config = ctx.config();
-    let state = ConnState::default();
+    let tap = HeadTap::shared(config.http.max_header_size.max(8192) + 4096);
+    let state = ConnState::new(tap.clone());
     let service = hyper::service::service_fn(|request| service::handle(request, &ctx, &state));
     let mut builder = http1::Builder::new();
     builder
@@ -39,7 +42,7 @@ pub async fn serve(stream: TcpStream, buffered: Vec<u8>, ctx: Ctx<'_>) {
         .keep_alive(true);
     {
         let connection = builder
-            .serve_connection(TokioIo::new(Prefixed::new(buffered, stream)), service)
+            .serve_connection(TokioIo::new(Prefixed::new(buffered, stream, tap)), service)
             .with_upgrades();
         // hyper's header read timeout also bounds how long a keep-alive connection may wait
         // for its next request.

@@ -12,18 +12,32 @@ use mtgate_proto::address::Address;
 use mtgate_proto::http1::parse_basic;
 
 use super::reply::{self, Body};
+use super::tap::SharedTap;
 use super::{connect, forward, headers};
 use crate::auth::UserEntry;
 use crate::inbound::proxy::Ctx;
 use crate::inbound::proxy::context::AuthOutcome;
 
 /// What a connection's requests share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnState {
     /// A tunnel or upgrade to run once hyper hands the socket back.
     pub pending: Mutex<Option<Pending>>,
     /// The kept-alive connection to the last origin.
     pub upstream: Mutex<Option<KeptUpstream>>,
+    /// The raw bytes of the client's heads.
+    pub tap: SharedTap,
+}
+
+impl ConnState {
+    /// The state of a new connection whose heads `tap` sees.
+    pub fn new(tap: SharedTap) -> Self {
+        Self {
+            pending: Mutex::new(None),
+            upstream: Mutex::new(None),
+            tap,
+        }
+    }
 }
 
 /// Work left for after hyper's part of the connection.
@@ -80,7 +94,17 @@ pub async fn handle(
     } else {
         FORWARD
     };
-    if let Err(reason) = headers::check_framing(&request) {
+    let hidden_length = state
+        .tap
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take_has_length_and_coding(request.method().as_str());
+    let framing = if hidden_length {
+        Err("content_length_with_transfer_encoding")
+    } else {
+        headers::check_framing(&request)
+    };
+    if let Err(reason) = framing {
         ctx.refused(None, command, request.uri(), reason);
         return Ok(reply::status(400, true));
     }
