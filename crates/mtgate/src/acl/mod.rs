@@ -206,9 +206,41 @@ pub fn check(rule_lists: &[&[Rule]], destination: &Destination<'_>) -> Verdict {
     }
 }
 
+/// Whether the rules refuse a name before it is resolved: the first rule that either matches
+/// without looking at an address or needs one decides; only a deny is final here. Refusing
+/// early keeps names the rules forbid out of DNS and answers them with `02`, not `04`.
+pub fn denied_before_resolution(rule_lists: &[&[Rule]], destination: &Destination<'_>) -> bool {
+    let host = normalise(destination.host);
+    let first = rule_lists
+        .iter()
+        .flat_map(|rules| rules.iter())
+        .find(|rule| !rule.cidrs.is_empty() || rule.matches(destination, &host));
+    first.is_some_and(|rule| rule.cidrs.is_empty() && rule.action == Action::Deny)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_denied_before_resolution_only_when_no_address_rule_comes_first() {
+        let deny_name = Rule {
+            hosts: vec![HostPattern::parse("*.blocked.test").unwrap()],
+            ..rule(Action::Deny)
+        };
+        let allow_net = Rule {
+            cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+            ..rule(Action::Allow)
+        };
+        let d = dest("a.blocked.test", None, 80);
+        assert!(denied_before_resolution(&[&[deny_name.clone()]], &d));
+        assert!(!denied_before_resolution(
+            &[&[allow_net.clone(), deny_name.clone()]],
+            &d
+        ));
+        assert!(denied_before_resolution(&[&[deny_name], &[allow_net]], &d));
+        assert!(!denied_before_resolution(&[&[]], &d));
+    }
 
     fn rule(action: Action) -> Rule {
         Rule {

@@ -118,10 +118,21 @@ pub async fn allowed_addresses(
 ) -> Result<Vec<SocketAddr>, OutboundError> {
     let (host, addrs) = match target {
         Address::Socket(addr) => (addr.ip().to_string(), vec![*addr]),
-        Address::Domain(name, port) => (
-            name.clone(),
-            mtgate_client::resolve(name, *port, route.timeout).await?,
-        ),
+        Address::Domain(name, port) => {
+            let unresolved = Destination {
+                host: name,
+                ip: None,
+                port: *port,
+                command,
+            };
+            if acl::denied_before_resolution(&route.rules, &unresolved) {
+                return Err(OutboundError::Denied(Verdict::Denied));
+            }
+            (
+                name.clone(),
+                mtgate_client::resolve(name, *port, route.timeout).await?,
+            )
+        }
     };
     let mut verdict = Verdict::Denied;
     let allowed: Vec<SocketAddr> = addrs

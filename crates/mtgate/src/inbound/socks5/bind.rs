@@ -31,6 +31,18 @@ pub async fn run(stream: TcpStream, expected: Address, user: Option<&UserEntry>,
     if ctx.pool(user).is_some() {
         refuse!(Reply::CommandNotSupported, "bind_through_upstream");
     }
+    // Rules that refuse BIND whatever the peer (by command, port or name) answer now, before
+    // a port is opened; the peer's address is checked again when it connects.
+    let host = expected.host();
+    let early = Destination {
+        host: &host,
+        ip: None,
+        port: expected.port(),
+        command: Command::Bind,
+    };
+    if acl::denied_before_resolution(&ctx.route(user).rules, &early) {
+        refuse!(Reply::NotAllowed, "denied_by_rule");
+    }
     let _pass = match user {
         Some(u) => match u
             .gate
