@@ -233,7 +233,10 @@ mod tests {
             ..rule(Action::Allow)
         };
         let d = dest("a.blocked.test", None, 80);
-        assert!(denied_before_resolution(&[&[deny_name.clone()]], &d));
+        assert!(denied_before_resolution(
+            &[std::slice::from_ref(&deny_name)],
+            &d
+        ));
         assert!(!denied_before_resolution(
             &[&[allow_net.clone(), deny_name.clone()]],
             &d
