@@ -256,3 +256,31 @@ fn an_open_proxy_beyond_loopback_must_say_so() {
     assert!(parse("[[http]]\nlisten = [\"127.0.0.1:1\"]\nudp = true\n").is_err());
     assert!(parse("[[http]]\nlisten = [\"127.0.0.1:1\"]\nbogus = 1\n").is_err());
 }
+
+#[test]
+fn the_example_validates_and_hash_password_makes_a_usable_hash() {
+    let text = include_str!("../../../examples/socks-http.toml");
+    let config = Config::parse(text, Origin::Embedded, &mut NoAuto).expect("example is valid");
+    assert_eq!(config.proxies.len(), 3);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mtgate"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"s3cret pass\n").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let text = format!(
+        "[[socks5]]\nlisten = [\"127.0.0.1:1\"]\n[socks5.users]\nalice = \"{}\"\n",
+        hash.trim()
+    );
+    assert!(Config::parse(&text, Origin::Embedded, &mut NoAuto).is_ok());
+}
