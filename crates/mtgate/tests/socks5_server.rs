@@ -354,3 +354,78 @@ async fn socks4_and_socks4a_on_the_same_port() {
     assert!(closed_within(&mut s, Duration::from_secs(3)).await);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Whether nothing arrives on `socket` for 300 ms.
+async fn quiet(socket: &tokio::net::UdpSocket) -> bool {
+    let mut scratch = [0u8; 256];
+    tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut scratch))
+        .await
+        .is_err()
+}
+
+fn udp_datagram(frag: u8, target: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x00, 0x00, frag];
+    match target {
+        SocketAddr::V4(a) => {
+            out.push(0x01);
+            out.extend_from_slice(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            out.push(0x04);
+            out.extend_from_slice(&a.ip().octets());
+        }
+    }
+    out.extend_from_slice(&target.port().to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[tokio::test]
+async fn udp_drops_fragments_and_strangers_and_ends_with_its_control_connection() {
+    let echo = proxy_common::udp_echo().await;
+    let server = server(config()).await;
+    let open = proxy_common::addr(&server, "open", false);
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut control = greeted(open).await;
+    let me = client.local_addr().unwrap();
+    control.write_all(&request(0x03, me)).await.unwrap();
+    let (rep, relay) = reply(&mut control).await;
+    assert_eq!(rep, 0x00);
+    assert!(relay.ip().is_loopback() && relay.port() != 0, "{relay}");
+
+    let mut buf = [0u8; 256];
+    // A fragment (FRAG = 1) is dropped.
+    client
+        .send_to(&udp_datagram(1, echo, b"frag"), relay)
+        .await
+        .unwrap();
+    assert!(quiet(&client).await, "fragment relayed");
+    // A stranger (another port than announced) is ignored.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    stranger
+        .send_to(&udp_datagram(0, echo, b"who"), relay)
+        .await
+        .unwrap();
+    assert!(quiet(&stranger).await, "stranger relayed");
+    // The client's whole datagram comes back with the echo's address in the header.
+    client
+        .send_to(&udp_datagram(0, echo, b"hello udp"), relay)
+        .await
+        .unwrap();
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    assert_eq!(from, relay);
+    assert_eq!(&buf[..n], &udp_datagram(0, echo, b"hello udp")[..]);
+
+    // Closing the control connection ends the association: nothing is relayed any more.
+    drop(control);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = client.send_to(&udp_datagram(0, echo, b"late"), relay).await;
+    assert!(
+        quiet(&client).await,
+        "association outlived its control connection"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}

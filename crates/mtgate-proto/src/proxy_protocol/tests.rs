@@ -28,7 +28,7 @@ fn v1_tcp4_and_tcp6_with_the_payload_after() {
     );
     assert_eq!(
         Header::parse(b"PROXY UNKNOWN ffff:f...f ffff:f...f 65535 65535\r\n"),
-        Ok(Some((Header::Local, 50)))
+        Ok(Some((Header::Local, 49)))
     );
     assert_eq!(
         Header::parse(b"PROXY UNKNOWN\r\n"),
