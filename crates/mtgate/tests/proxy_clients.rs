@@ -330,3 +330,42 @@ async fn bind_accepts_one_connection_for_the_client() {
     );
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_listener_can_send_everything_through_an_upstream_proxy() {
+    let echo = Echo::start().await;
+    let first = server(config()).await;
+    let upstream = addr(&first, "socks-open", false);
+    let second = server(&format!(
+        r#"
+        [[socks5]]
+        name = "chained"
+        listen = ["127.0.0.1:0"]
+        upstream = ["socks5h://{upstream}", "http://{http}"]
+        rules = [{{ action = "allow", cidrs = ["127.0.0.0/8"] }}]
+        "#,
+        http = addr(&first, "mixed", false),
+    ))
+    .await;
+    let proxy: Proxy = format!("socks5h://{}", addr(&second, "chained", false))
+        .parse()
+        .unwrap();
+    for i in 0..4u8 {
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            proxy.connect(format!("localhost:{}", echo.v4.port()).as_str()),
+        )
+        .await
+        .expect("in time")
+        .unwrap();
+        stream.write_all(&[i; 3]).await.unwrap();
+        let mut got = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, [i; 3]);
+    }
+    second.shutdown(Duration::from_secs(1)).await;
+    first.shutdown(Duration::from_secs(1)).await;
+}

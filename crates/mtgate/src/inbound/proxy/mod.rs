@@ -12,6 +12,7 @@ pub mod accept;
 pub mod context;
 pub mod prelude;
 pub mod service;
+pub mod touching;
 pub mod tunnel;
 
 pub use accept::accept_loop;

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::context::{Ctx, user_name};
+use super::touching::Touching;
 use crate::auth::UserEntry;
 use crate::outbound::Dialed;
 use crate::relay::filter::{ReadOutcome, RelayError};
@@ -164,10 +165,11 @@ async fn run_tcp(
     .await
 }
 
-/// Relays through an upstream that is not plain TCP (TLS): tokio's copy, with the kill switch
-/// and the idle timeout as an overall inactivity bound checked on the registry entry.
+/// Relays through an upstream that is not plain TCP (TLS): tokio's copy over a client socket
+/// that notes activity on the registry entry, with the kill switch and the idle timeout
+/// checked against that activity.
 async fn run_stream(
-    mut client: TcpStream,
+    client: TcpStream,
     mut stream: mtgate_client::ProxyStream,
     early: &[u8],
     ctx: Ctx<'_>,
@@ -180,14 +182,26 @@ async fn run_stream(
             Err(_) => return RelayEnd::Idle,
         }
     }
+    let idle = ctx.config().idle_timeout;
+    let mut client = Touching::new(client, ctx.entry);
+    ctx.entry.touch();
     let copy =
         tokio::io::copy_bidirectional_with_sizes(&mut client, &mut stream, 32 << 10, 32 << 10);
+    let idle_out = async {
+        loop {
+            let deadline = ctx.entry.last_active() + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
     tokio::select! {
         r = copy => match r {
             Ok(_) => RelayEnd::Finished,
             Err(e) => RelayEnd::Failed(e.into()),
         },
-        () = tokio::time::sleep(ctx.config().idle_timeout * 12) => RelayEnd::Idle,
+        () = idle_out => RelayEnd::Idle,
         () = ctx.entry.killed().cancelled() => RelayEnd::Killed,
     }
 }
