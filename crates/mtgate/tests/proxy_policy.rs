@@ -284,3 +284,60 @@ fn the_example_validates_and_hash_password_makes_a_usable_hash() {
     );
     assert!(Config::parse(&text, Origin::Embedded, &mut NoAuto).is_ok());
 }
+
+fn reload_config(password: &str) -> String {
+    format!(
+        r#"
+        [[socks5]]
+        name = "r"
+        listen = ["127.0.0.1:0"]
+        rules = [{{ action = "allow", cidrs = ["127.0.0.0/8"] }}]
+        [socks5.users]
+        dave = "{password}"
+        "#
+    )
+}
+
+#[tokio::test]
+async fn reload_swaps_users_for_new_connections_and_metrics_show_no_secret() {
+    let echo = Echo::start().await;
+    let server = server(&reload_config("first-pass")).await;
+    let at = addr(&server, "r", false);
+    let first: Proxy = format!("socks5h://dave:first-pass@{at}").parse().unwrap();
+    let mut open = first.connect(echo.v4).await.unwrap();
+
+    let text = format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+        reload_config("second-pass")
+    );
+    let new = Config::parse(&text, Origin::Embedded, &mut NoAuto).unwrap();
+    server.reload(new);
+    assert!(
+        first.connect(echo.v4).await.is_err(),
+        "old password refused"
+    );
+    let second: Proxy = format!("socks5h://dave:second-pass@{at}").parse().unwrap();
+    drop(second.connect(echo.v4).await.unwrap());
+    // The tunnel opened before the reload lives on.
+    open.write_all(b"still").await.unwrap();
+    let mut got = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"still");
+    drop(open);
+
+    let metrics = server.metrics_addr().unwrap();
+    let mut s = connect(metrics).await;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = String::from_utf8(proxy_common::read_to_end(&mut s).await).unwrap();
+    assert!(text.contains("mtgate_proxy_requests_total{"), "{text}");
+    assert!(text.contains("user=\"dave\""));
+    assert!(text.contains("mtgate_proxy_bytes_total{"));
+    assert!(!text.contains("first-pass") && !text.contains("second-pass"));
+    assert!(!text.contains("127.0.0.1"), "no client address in labels");
+    server.shutdown(Duration::from_secs(1)).await;
+}
