@@ -341,3 +341,44 @@ async fn reload_swaps_users_for_new_connections_and_metrics_show_no_secret() {
     assert!(!text.contains("127.0.0.1"), "no client address in labels");
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn listener_cap_and_idle_timeout() {
+    let echo = Echo::start().await;
+    let server = server(
+        r#"
+        [[socks5]]
+        name = "capped"
+        listen = ["127.0.0.1:0"]
+        max_connections = 1
+        idle_timeout = "1s"
+        rules = [{ action = "allow", cidrs = ["127.0.0.0/8"] }]
+        "#,
+    )
+    .await;
+    let proxy: Proxy = format!("socks5://{}", addr(&server, "capped", false))
+        .parse()
+        .unwrap();
+    let mut first = proxy.connect(echo.v4).await.unwrap();
+    // The second connection is over the listener's cap: closed without an answer.
+    let mut second = connect(addr(&server, "capped", false)).await;
+    let _ = second.write_all(&[0x05, 0x01, 0x00]).await;
+    assert!(closed_within(&mut second, Duration::from_secs(3)).await);
+    // The first tunnel works, then idles out after a second of silence.
+    first.write_all(b"ok").await.unwrap();
+    let mut got = [0u8; 2];
+    first.read_exact(&mut got).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut rest))
+        .await
+        .expect("closed by the idle timeout")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    // Its place is free again.
+    let mut again = proxy.connect(echo.v4).await.unwrap();
+    again.write_all(b"re").await.unwrap();
+    again.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"re");
+    server.shutdown(Duration::from_secs(1)).await;
+}
