@@ -112,6 +112,36 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let pieces: [&[u8]; 8] = [
+            b"GET",
+            b" ",
+            b"\r\n",
+            b"\r\n\r\n",
+            b"\n",
+            b"Content-Length:",
+            b"transfer-encoding",
+            b"x",
+        ];
+        for _ in 0..2000 {
+            let mut tap = HeadTap {
+                bytes: Vec::new(),
+                cap: rng.random_range(1..200),
+            };
+            for _ in 0..rng.random_range(0..40) {
+                let piece = pieces[rng.random_range(0..pieces.len())];
+                tap.record(piece);
+                if rng.random_bool(0.2) {
+                    let _ = tap.take_has_length_and_coding("GET");
+                }
+            }
+            assert!(tap.bytes.len() <= tap.cap);
+        }
+    }
+
+    #[test]
     fn the_cap_holds() {
         let mut tap = HeadTap {
             bytes: Vec::new(),
