@@ -13,7 +13,7 @@ use mtgate_proto::address::Address;
 use super::UPGRADE_TIMEOUT;
 use super::io::Prefixed;
 use super::reply::{self, Body};
-use super::service::{ConnState, Pending, user_pass};
+use super::service::{ConnState, Pending, uri_for_log, user_pass};
 use crate::auth::UserEntry;
 use crate::gate::Pass;
 use crate::inbound::proxy::Ctx;
@@ -46,7 +46,12 @@ pub async fn handle(
         .and_then(|a| Some((a.host(), a.port_u16()?)))
         .and_then(|(host, port)| Address::from_host(host, port).ok());
     let Some(target) = target else {
-        ctx.refused(user.as_deref(), COMMAND, request.uri(), "bad_target");
+        ctx.refused(
+            user.as_deref(),
+            COMMAND,
+            &uri_for_log(request.uri()),
+            "bad_target",
+        );
         return reply::status(400, true);
     };
     let allowed = &ctx.config().http.connect_ports;

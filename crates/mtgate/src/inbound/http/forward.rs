@@ -17,7 +17,9 @@ use super::UPGRADE_TIMEOUT;
 use super::headers::{add_via, scrub, wants_upgrade};
 use super::io::upstream_io;
 use super::reply::{self, Body};
-use super::service::{AbortOnDrop, ConnState, FORWARD, KeptUpstream, Pending, user_pass};
+use super::service::{
+    AbortOnDrop, ConnState, FORWARD, KeptUpstream, Pending, uri_for_log, user_pass,
+};
 use crate::auth::UserEntry;
 use crate::gate::Pass;
 use crate::inbound::proxy::Ctx;
@@ -44,16 +46,16 @@ pub async fn handle(
     let u = user.as_deref();
     let uri = request.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        ctx.refused(u, FORWARD, &uri, "not_absolute_form");
+        ctx.refused(u, FORWARD, &uri_for_log(&uri), "not_absolute_form");
         return reply::status(400, false);
     };
     if !scheme.eq_ignore_ascii_case("http") {
-        ctx.refused(u, FORWARD, &uri, "unsupported_scheme");
+        ctx.refused(u, FORWARD, &uri_for_log(&uri), "unsupported_scheme");
         return reply::status(400, false);
     }
     let port = authority.port_u16().unwrap_or(80);
     let Ok(target) = Address::from_host(authority.host(), port) else {
-        ctx.refused(u, FORWARD, &uri, "bad_target");
+        ctx.refused(u, FORWARD, &uri_for_log(&uri), "bad_target");
         return reply::status(400, false);
     };
     let pass = match user_pass(user.as_ref()) {

@@ -105,7 +105,7 @@ pub async fn handle(
         headers::check_framing(&request)
     };
     if let Err(reason) = framing {
-        ctx.refused(None, command, request.uri(), reason);
+        ctx.refused(None, command, &uri_for_log(request.uri()), reason);
         return Ok(reply::status(400, true));
     }
     let user = if ctx.state.users.required() {
@@ -126,6 +126,18 @@ pub async fn handle(
     };
     ctx.entry.touch();
     Ok(response)
+}
+
+/// What of a request target goes to the logs: the host and port only, never the user
+/// information, path or query (which may carry credentials or tokens).
+pub fn uri_for_log(uri: &hyper::Uri) -> String {
+    match uri.authority() {
+        Some(a) => match a.port_u16() {
+            Some(port) => format!("{}:{port}", a.host()),
+            None => a.host().to_owned(),
+        },
+        None => "(origin-form)".to_owned(),
+    }
 }
 
 /// The user named by `Proxy-Authorization` (any case of `Basic`), or the answer to send.
