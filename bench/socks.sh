@@ -32,7 +32,7 @@ if [[ ! -x "$mtgate" ]]; then
     (cd "$repo" && timeout 2400 cargo build --release --locked -p mtgate)
 fi
 
-mkdir -p "$work"
+rm -rf "$work"; mkdir -p "$work"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -41,9 +41,10 @@ wait_port() {
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
     log "nothing listens on $1 ($2)"; exit 1
 }
-start() { local name="$1"; shift; "$@" >"$work/$name.log" 2>&1 & pids+=($!); echo $!; }
+# start NAME COMMAND...: runs in the background, logs to NAME.log, sets last_pid.
+start() { local name="$1"; shift; "$@" >"$work/$name.log" 2>&1 & last_pid=$!; pids+=("$last_pid"); }
 
-iperf_port=$(free_port); start iperf3 iperf3 -s -B 127.0.0.1 -p "$iperf_port" >/dev/null
+iperf_port=$(free_port); start iperf3 iperf3 -s -B 127.0.0.1 -p "$iperf_port"
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
 cat >"$work/nginx.conf" <<CONF
@@ -58,21 +59,26 @@ http {
     server { listen 127.0.0.1:$nginx_port; location / { return 200 "hello from nginx\n"; } }
 }
 CONF
-start nginx nginx -c "$work/nginx.conf" -p "$work/nginx" >/dev/null
+start nginx nginx -c "$work/nginx.conf" -p "$work/nginx"
 
-socks_port=$(free_port); http_port=$(free_port)
+socks_port=$(free_port); splice_port=$(free_port); http_port=$(free_port)
 cat >"$work/mtgate.toml" <<CONF
 [metrics]
 enabled = false
 [[socks5]]
 listen = ["127.0.0.1:$socks_port"]
 rules = [{ action = "allow", cidrs = ["127.0.0.0/8"] }]
+[[socks5]]
+name = "spliced"
+listen = ["127.0.0.1:$splice_port"]
+splice = true
+rules = [{ action = "allow", cidrs = ["127.0.0.0/8"] }]
 [[http]]
 listen = ["127.0.0.1:$http_port"]
 rules = [{ action = "allow", cidrs = ["127.0.0.0/8"] }]
 CONF
-mtgate_pid=$(start mtgate "$mtgate" run --config "$work/mtgate.toml")
-micro_port=$(free_port); micro_pid=$(start microsocks microsocks -i 127.0.0.1 -p "$micro_port")
+start mtgate "$mtgate" run --config "$work/mtgate.toml"; mtgate_pid=$last_pid
+micro_port=$(free_port); start microsocks microsocks -i 127.0.0.1 -p "$micro_port"; micro_pid=$last_pid
 dante_port=$(free_port)
 cat >"$work/danted.conf" <<CONF
 logoutput: $work/danted.out
@@ -85,7 +91,7 @@ user.unprivileged: nobody
 client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
 socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 }
 CONF
-start danted danted -f "$work/danted.conf" -p "$work/danted.pid" >/dev/null
+start danted danted -f "$work/danted.conf" -p "$work/danted.pid"
 haproxy_port=$(free_port)
 cat >"$work/haproxy.cfg" <<CONF
 defaults
@@ -99,7 +105,7 @@ frontend f
 backend b
     server iperf 127.0.0.1:$iperf_port
 CONF
-start haproxy haproxy -f "$work/haproxy.cfg" >/dev/null
+start haproxy haproxy -f "$work/haproxy.cfg"
 tiny_port=$(free_port)
 cat >"$work/tinyproxy.conf" <<CONF
 User nobody
@@ -111,7 +117,7 @@ MaxClients 200
 Allow 127.0.0.1
 DisableViaHeader Yes
 CONF
-start tinyproxy tinyproxy -d -c "$work/tinyproxy.conf" >/dev/null
+start tinyproxy tinyproxy -d -c "$work/tinyproxy.conf"
 squid_port=$(free_port)
 mkdir -p "$work/squid"; chown proxy: "$work/squid" 2>/dev/null || true
 cat >"$work/squid.conf" <<CONF
@@ -123,14 +129,15 @@ access_log none
 cache_log $work/squid/cache.log
 pid_filename $work/squid/squid.pid
 coredump_dir $work/squid
+shutdown_lifetime 0 seconds
 CONF
-start squid squid -N -f "$work/squid.conf" >/dev/null
+start squid squid -N -f "$work/squid.conf"
 
-for p in "$iperf_port" "$nginx_port" "$socks_port" "$http_port" "$micro_port" "$dante_port" "$haproxy_port" "$tiny_port" "$squid_port"; do
+for p in "$iperf_port" "$nginx_port" "$socks_port" "$splice_port" "$http_port" "$micro_port" "$dante_port" "$haproxy_port" "$tiny_port" "$squid_port"; do
     wait_port "$p" "port $p"
 done
 
-gbits() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"end\"][\"sum_received\"][\"bits_per_second\"]/1e9:.2f}")'; }
+gbits() { python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
 via_socks() {  # PORT STREAMS
     printf 'strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 %s\n' "$1" >"$work/pc.conf"
     timeout $((duration + 30)) proxychains4 -q -f "$work/pc.conf" iperf3 -c 127.0.0.1 -p "$iperf_port" -t "$duration" -P "$2" -J | gbits
@@ -149,6 +156,7 @@ results="$work/results.txt"
     echo "| iperf3 direct | $(direct_iperf "$iperf_port" 1) | $(direct_iperf "$iperf_port" 4) |"
     echo "| haproxy (TCP mode) | $(direct_iperf "$haproxy_port" 1) | $(direct_iperf "$haproxy_port" 4) |"
     echo "| mtgate socks5 | $(via_socks "$socks_port" 1) | $(via_socks "$socks_port" 4) |"
+    echo "| mtgate socks5, splice = true | $(via_socks "$splice_port" 1) | $(via_socks "$splice_port" 4) |"
     echo "| microsocks | $(via_socks "$micro_port" 1) | $(via_socks "$micro_port" 4) |"
     echo "| dante | $(via_socks "$dante_port" 1) | $(via_socks "$dante_port" 4) |"
     echo

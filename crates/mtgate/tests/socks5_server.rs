@@ -21,6 +21,13 @@ fn config() -> &'static str {
     rules = [{ action = "allow", cidrs = ["127.0.0.0/8", "::1/128"] }]
 
     [[socks5]]
+    name = "spliced"
+    listen = ["127.0.0.1:0"]
+    splice = true
+    idle_timeout = "1s"
+    rules = [{ action = "allow", cidrs = ["127.0.0.0/8", "::1/128"] }]
+
+    [[socks5]]
     name = "strict"
     listen = ["127.0.0.1:0"]
     handshake_timeout = "1s"
@@ -427,5 +434,38 @@ async fn udp_drops_fragments_and_strangers_and_ends_with_its_control_connection(
         quiet(&client).await,
         "association outlived its control connection"
     );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn splice_relays_bulk_bytes_half_close_and_idles_out() {
+    use tokio::io::AsyncReadExt;
+    let echo = Echo::start().await;
+    let server = server(config()).await;
+    let proxy = proxy_common::addr(&server, "spliced", false);
+    let mut s = greeted(proxy).await;
+    s.write_all(&request(0x01, echo.v4)).await.unwrap();
+    assert_eq!(reply(&mut s).await.0, 0x00);
+    let payload: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let (mut r, mut w) = s.into_split();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut back))
+        .await
+        .expect("echo and EOF in time")
+        .unwrap();
+    assert!(back == payload, "every byte back, in order");
+    drop(writer.await.unwrap());
+
+    // A silent spliced tunnel meets the idle timeout.
+    let mut s = greeted(proxy).await;
+    s.write_all(&request(0x01, echo.v4)).await.unwrap();
+    assert_eq!(reply(&mut s).await.0, 0x00);
+    assert!(closed_within(&mut s, Duration::from_secs(4)).await);
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -103,6 +103,8 @@ pub struct ProxyListener {
     pub bind: bool,
     /// Connection cap.
     pub max_connections: Option<usize>,
+    /// Relay plain TCP tunnels with splice(2).
+    pub splice: bool,
     /// Deadline for the client's side of the handshake.
     pub handshake_timeout: Duration,
     /// Idle timeout of tunnels (and of HTTP keep-alive connections).

@@ -36,6 +36,10 @@ pub struct RawProxyListener {
     pub bind: Option<bool>,
     /// Connections open at once on this listener.
     pub max_connections: Option<usize>,
+    /// Relay plain TCP tunnels with splice(2) (Linux; not with a user bandwidth limit): no
+    /// copy through user space, at the cost of two pipes (four descriptors) per tunnel.
+    #[serde(default)]
+    pub splice: bool,
     /// Time a client has for its greeting, authentication and request (or HTTP head).
     #[serde(default = "defaults::handshake_timeout")]
     pub handshake_timeout: Dur,

@@ -211,6 +211,7 @@ fn listener_config(
         udp: raw.udp.unwrap_or(true),
         bind: raw.bind.unwrap_or(true),
         max_connections: raw.max_connections,
+        splice: raw.splice,
         handshake_timeout: positive(&format!("{at}.handshake_timeout"), raw.handshake_timeout.0)?,
         idle_timeout,
         connect_timeout: positive(&format!("{at}.connect_timeout"), raw.connect_timeout.0)?,

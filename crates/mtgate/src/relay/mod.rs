@@ -8,7 +8,8 @@
 //! longest-idle connections when a cap is reached ([`registry`]).
 //!
 //! What happens to the bytes on the way (decryption, TLS record framing, frame checks) is a
-//! [`Filter`]; [`limit`] shapes bandwidth with a token bucket shared by all of a user's
+//! [`Filter`]; `splice` (Linux) moves bytes between plain TCP sockets without copying them;
+//! [`limit`] shapes bandwidth with a token bucket shared by all of a user's
 //! connections.
 
 pub mod buffers;
@@ -16,6 +17,8 @@ pub mod filter;
 pub mod limit;
 pub mod pump;
 pub mod registry;
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 pub use buffers::BufferPool;
 pub use filter::{Filter, Passthrough};

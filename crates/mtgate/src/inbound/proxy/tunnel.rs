@@ -150,6 +150,21 @@ async fn run_tcp(
         None => TunnelFilter::Plain(Passthrough::unlimited()),
     };
     let buckets = ctx.buckets(t.user);
+    #[cfg(target_os = "linux")]
+    if ctx.config().splice && buckets.is_none() {
+        // Without pipes (descriptor limits), fall through to the copying relay.
+        if let Ok(pipes) = crate::relay::splice::Pipes::new() {
+            return crate::relay::splice::splice_relay(
+                client,
+                remote,
+                pipes,
+                (up, down),
+                ctx.entry,
+                ctx.config().idle_timeout,
+            )
+            .await;
+        }
+    }
     let relay_ctx = RelayContext {
         pool: &ctx.shared.pool,
         entry: ctx.entry,
