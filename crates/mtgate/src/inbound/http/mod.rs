@@ -2,7 +2,8 @@
 //! tunnels. hyper frames the messages (both towards the client and towards the origin), so
 //! bodies, chunked coding and keep-alive follow its tested code; this module adds the proxy's
 //! rules: authentication (407 with a Basic challenge), the smuggling defences and hop-by-hop
-//! scrub of [`headers`], the rules and the CONNECT port allow-list, `Via`.
+//! scrub of [`headers`] (with the raw-head look of [`tap`] for the one pattern hyper hides),
+//! the rules and the CONNECT port allow-list, `Via`.
 //!
 //! A CONNECT tunnel or a 101 upgrade outlives hyper's connection: the service leaves it in the
 //! connection's [`service::ConnState`], hyper hands the socket back once the response is out,
