@@ -47,6 +47,18 @@ pub fn run(config: Option<PathBuf>, user: Option<String>) -> ExitCode {
 }
 
 async fn serve(config: Config, origin: Origin, log: LogHandle) -> ExitCode {
+    // Handlers first: a signal sent as soon as the listeners or links show up (a supervisor,
+    // a test) must not meet the default action and kill the process.
+    let signals = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = signals else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     let server = match Server::start(config.clone()).await {
         Ok(server) => server,
         Err(e) => {
@@ -67,16 +79,6 @@ async fn serve(config: Config, origin: Origin, log: LogHandle) -> ExitCode {
         tracing::error!("cannot drop privileges: {e}");
         return ExitCode::FAILURE;
     }
-    let signals = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = signals else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&server, &origin),
