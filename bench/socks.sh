@@ -5,17 +5,19 @@
 #     and through haproxy in TCP mode (iperf3 straight at it: the plain-relay reference);
 #   - HTTP forward-proxy requests/s with keep-alive (hey -c 50) through mtgate, tinyproxy and
 #     squid to the same local nginx, and to nginx directly;
+#   - new SOCKS5 connections/s (mtgate-bench socks-connect) through mtgate, microsocks, dante;
 #   - RSS per idle SOCKS5 tunnel (bench/socks_idle.py) for mtgate and microsocks.
 #
 # Usage: bench/socks.sh          (root: installs missing Debian packages with apt-get)
 # Env:   DURATION (iperf3/hey seconds, default 5), IDLE_TUNNELS (default 5000),
-#        MTGATE (binary, default target/release/mtgate, built if missing)
+#        MTGATE, MTGATE_BENCH (binaries, default target/release/…, built if missing)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${MTGATE_BENCH_DIR:-/tmp/mtgate-bench-socks}"
 duration="${DURATION:-5}"
 idle="${IDLE_TUNNELS:-5000}"
 mtgate="${MTGATE:-$repo/target/release/mtgate}"
+bench_bin="${MTGATE_BENCH:-$repo/target/release/mtgate-bench}"
 log() { printf '[bench/socks] %s\n' "$*" >&2; }
 
 packages=(iperf3 proxychains4 hey nginx-light squid dante-server microsocks haproxy tinyproxy)
@@ -28,8 +30,8 @@ if ((${#missing[@]})); then
     timeout 600 apt-get update -qq
     DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
-if [[ ! -x "$mtgate" ]]; then
-    (cd "$repo" && timeout 2400 cargo build --release --locked -p mtgate)
+if [[ ! -x "$mtgate" || ! -x "$bench_bin" ]]; then
+    (cd "$repo" && timeout 2400 cargo build --release --locked -p mtgate -p mtgate-bench)
 fi
 
 rm -rf "$work"; mkdir -p "$work"
@@ -159,6 +161,12 @@ results="$work/results.txt"
     echo "| mtgate socks5, splice = true | $(via_socks "$splice_port" 1) | $(via_socks "$splice_port" 4) |"
     echo "| microsocks | $(via_socks "$micro_port" 1) | $(via_socks "$micro_port" 4) |"
     echo "| dante | $(via_socks "$dante_port" 1) | $(via_socks "$dante_port" 4) |"
+    echo
+    echo "| new SOCKS5 connections/s (16 clients, CONNECT to a local sink) | connects/s |"
+    echo "|---|---|"
+    for row in "mtgate:$socks_port" "microsocks:$micro_port" "dante:$dante_port"; do
+        echo "| ${row%%:*} | $(timeout $((duration + 30)) "$bench_bin" socks-connect --proxy "127.0.0.1:${row##*:}" --duration "${duration}s" | sed 's/connects_per_sec=//') |"
+    done
     echo
     echo "| HTTP forward proxy, hey -c 50 to nginx | requests/s |"
     echo "|---|---|"

@@ -4,10 +4,12 @@
 //! mtgate-bench fake-dc --listen 127.0.0.1:0 --listen [::1]:0 [--raw-echo]
 //! mtgate-bench load --target 127.0.0.1:4433 --secret 'tg://proxy?…&secret=ee…' --measure-pid 1234
 //! mtgate-bench load --target 127.0.0.1:40000 --direct
+//! mtgate-bench socks-connect --proxy 127.0.0.1:1080 --clients 16 --duration 5s
 //! ```
 
 mod fake_dc_cmd;
 mod load_cmd;
+mod socks_connect_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -26,6 +28,8 @@ enum Command {
     FakeDc(fake_dc_cmd::FakeDcArgs),
     /// Measure throughput, handshakes per second and memory per idle connection.
     Load(Box<load_cmd::LoadArgs>),
+    /// Measure new SOCKS5 connections per second through a proxy.
+    SocksConnect(socks_connect_cmd::SocksConnectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::FakeDc(args) => fake_dc_cmd::run(args).await,
             Command::Load(args) => load_cmd::run(*args).await,
+            Command::SocksConnect(args) => socks_connect_cmd::run(args).await,
         }
     })
 }
