@@ -38,6 +38,9 @@ if [ "$interop" = 1 ]; then
     cargo build --locked -p mtgate -p mtgate-bench
     timeout 300 .venv/bin/python tests/interop/mtproto/telethon_echo.py target/debug/mtgate target/debug/mtgate-bench
 
+    step "interop: python-socks, PyRoxi and httpx through mtgate's SOCKS5/HTTP listeners"
+    timeout 300 .venv/bin/python tests/interop/socks/clients.py target/debug/mtgate
+
     step "interop: mtgate-client against dante, microsocks and tinyproxy"
     timeout 1500 tests/interop/client/run.sh
 fi

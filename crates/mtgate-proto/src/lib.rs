@@ -17,6 +17,7 @@
 //! - [`socks4`]: SOCKS4 and SOCKS4a requests and replies.
 //! - [`http1`]: HTTP/1.x request and response heads (CONNECT and forward proxying), Basic
 //!   proxy credentials, size caps.
+//! - [`proxy_protocol`]: the HAProxy PROXY protocol header, v1 (text) and v2 (binary).
 //! - [`address`]: the destination type the proxy codecs share (socket address or domain).
 //! - [`hex`]: lowercase hex helpers shared by the codecs.
 //!
@@ -30,5 +31,6 @@ pub mod address;
 pub mod hex;
 pub mod http1;
 pub mod mtproto;
+pub mod proxy_protocol;
 pub mod socks4;
 pub mod socks5;

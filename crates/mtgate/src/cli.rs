@@ -44,6 +44,9 @@ pub enum Command {
     },
     /// Print a new random secret (32 hex digits) for a config file.
     Secret,
+    /// Read a proxy user's password from standard input (one line) and print its argon2 hash
+    /// for `[socks5.users]`, `[http.users]` or a users file.
+    HashPassword,
     /// Print the embedded default configuration (a starting point for your own file).
     DefaultConfig,
 }

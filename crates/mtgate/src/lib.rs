@@ -6,9 +6,13 @@
 //!   default; [`state`] keeps generated secrets.
 //! - [`server`]: binds the listeners, runs accept loops, applies reloads, drains on shutdown.
 //! - [`inbound`]: one module per listener kind; [`inbound::mtproto`] is the Telegram proxy
-//!   (handshake, masking, session).
-//! - [`inbound::tcp`] with [`outbound`]: the layer-4 load balancer over upstream pools
-//!   (strategies, health checks, retries, runtime changes through the [`admin`] API).
+//!   (handshake, masking, session); [`inbound::socks5`], [`inbound::http`] and the
+//!   shared [`inbound::proxy`] serve the SOCKS5, HTTP and mixed proxy listeners;
+//!   [`inbound::tcp`] is the layer-4 load balancer over upstream pools.
+//! - [`acl`] and [`auth`]: proxy rules (with the safe default), users, passwords, lockout.
+//! - [`outbound`]: reaching a proxy client's destination, directly or through an upstream;
+//!   the named upstream pools (strategies, health checks, retries), changed at run time
+//!   through the [`admin`] API.
 //! - [`telegram`]: the DC table and direct-mode connections to DCs.
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.
@@ -16,7 +20,9 @@
 //! - [`link`]: shareable `tg://` and `t.me` links and QR codes.
 //! - [`cli`] and [`commands`]: the command line; `main.rs` only dispatches.
 
+pub mod acl;
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;

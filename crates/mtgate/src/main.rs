@@ -19,6 +19,20 @@ fn main() -> ExitCode {
             println!("{}", mtgate::random::secret().to_hex());
             ExitCode::SUCCESS
         }
+        Command::HashPassword => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("cannot read the password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() || password.len() > 255 {
+                eprintln!("the password must be 1 to 255 bytes (SOCKS5 carries no more)");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", mtgate::auth::password::hash(password.as_bytes()));
+            ExitCode::SUCCESS
+        }
         Command::DefaultConfig => {
             print!("{}", mtgate::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS

@@ -87,6 +87,7 @@ pub struct Server {
     shared: Arc<Shared>,
     services: Vec<Arc<MtprotoService>>,
     tcp_services: Vec<Arc<TcpService>>,
+    proxy_services: Vec<Arc<crate::inbound::proxy::ProxyService>>,
     bound: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
@@ -156,6 +157,7 @@ impl Server {
             }
             tcp_services.push(service);
         }
+        let (proxy_listeners, proxy_services) = bind_proxies(&config, &mut bound)?;
         let admin_listener = match &config.admin {
             Some(admin) => Some((
                 crate::listener::bind(admin.listen).map_err(|source| StartError::Bind {
@@ -200,6 +202,15 @@ impl Server {
                 connections.clone(),
             ));
         }
+        for (listener, service) in proxy_listeners {
+            tokio::spawn(crate::inbound::proxy::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
         if let Some((listener, token)) = admin_listener {
             tokio::spawn(crate::admin::serve(
                 listener,
@@ -231,6 +242,7 @@ impl Server {
             shared,
             services,
             tcp_services,
+            proxy_services,
             bound,
             metrics_addr,
             admin_addr,
@@ -308,6 +320,29 @@ impl Server {
                 ),
             }
         }
+        for listener in &new.proxies {
+            match self
+                .proxy_services
+                .iter()
+                .find(|s| s.name() == listener.name)
+            {
+                Some(service) => {
+                    if service.state().config.listen != listener.listen
+                        || service.kind() != listener.kind
+                    {
+                        tracing::warn!(
+                            listener = listener.name,
+                            "listen addresses or kind changed: restart to apply"
+                        );
+                    }
+                    service.apply(listener.clone());
+                }
+                None => tracing::warn!(
+                    listener = listener.name,
+                    "new listener: restart to start it"
+                ),
+            }
+        }
         self.shared.pools.reconcile(&new.pools);
         if old.admin != new.admin {
             tracing::warn!("admin API settings changed: restart to apply");
@@ -354,6 +389,51 @@ impl Server {
         self.stop_background.cancel();
         self.shared.pools.stop();
     }
+}
+
+/// A bound proxy listener and its service.
+type BoundProxy = (
+    tokio::net::TcpListener,
+    Arc<crate::inbound::proxy::ProxyService>,
+);
+
+/// Binds the SOCKS5, HTTP and mixed listeners; says loudly when one is an open proxy.
+fn bind_proxies(
+    config: &Config,
+    bound: &mut Vec<(String, SocketAddr)>,
+) -> Result<
+    (
+        Vec<BoundProxy>,
+        Vec<Arc<crate::inbound::proxy::ProxyService>>,
+    ),
+    StartError,
+> {
+    let mut listeners = Vec::new();
+    let mut services = Vec::new();
+    for listener_config in &config.proxies {
+        let service = Arc::new(crate::inbound::proxy::ProxyService::new(
+            listener_config.clone(),
+        ));
+        for addr in &listener_config.listen {
+            let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                listener: listener_config.name.clone(),
+                addr: *addr,
+                source,
+            })?;
+            let local = listener.local_addr().unwrap_or(*addr);
+            bound.push((listener_config.name.clone(), local));
+            listeners.push((listener, service.clone()));
+        }
+        if listener_config.users.is_empty() && listener_config.exposed() {
+            tracing::warn!(
+                listener = listener_config.name,
+                addrs = ?listener_config.listen,
+                "OPEN PROXY: this listener accepts anyone who can reach it, without a password (open = true)"
+            );
+        }
+        services.push(service);
+    }
+    Ok((listeners, services))
 }
 
 /// Closes the longest-idle connections while relay buffers hold more than their cap.

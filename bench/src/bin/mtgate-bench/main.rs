@@ -6,10 +6,12 @@
 //! mtgate-bench load --target 127.0.0.1:40000 --direct
 //! mtgate-bench echo-server --listen 127.0.0.1:0
 //! mtgate-bench tcp-load --target 127.0.0.1:8080 --mode connections --kill-pid 4321
+//! mtgate-bench socks-connect --proxy 127.0.0.1:1080 --clients 16 --duration 5s
 //! ```
 
 mod fake_dc_cmd;
 mod load_cmd;
+mod socks_connect_cmd;
 mod tcp_cmd;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,8 @@ enum Command {
     EchoServer(tcp_cmd::EchoArgs),
     /// Load a TCP balancer or backend: connections per second or throughput.
     TcpLoad(tcp_cmd::LoadArgs),
+    /// Measure new SOCKS5 connections per second through a proxy.
+    SocksConnect(socks_connect_cmd::SocksConnectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Command::Load(args) => load_cmd::run(*args).await,
             Command::EchoServer(args) => tcp_cmd::echo(args).await,
             Command::TcpLoad(args) => tcp_cmd::load(args).await,
+            Command::SocksConnect(args) => socks_connect_cmd::run(args).await,
         }
     })
 }

@@ -47,7 +47,8 @@ pub fn run(config: Option<PathBuf>, user: Option<String>) -> ExitCode {
 }
 
 async fn serve(config: Config, origin: Origin, log: LogHandle) -> ExitCode {
-    // Handlers first: a signal during start-up must not kill the process half-started.
+    // Handlers first: a signal sent as soon as the listeners or links show up (a supervisor,
+    // a test) must not meet the default action and kill the process.
     let signals = (
         signal(SignalKind::hangup()),
         signal(SignalKind::user_defined1()),

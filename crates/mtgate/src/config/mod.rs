@@ -5,13 +5,17 @@
 //! - [`validate`]: checks and conversion into [`Config`];
 //! - [`units`]: durations and sizes;
 //! - [`pool`] and [`raw_pool`]: upstream pools, `tcp` listeners and the admin API;
+//! - [`proxy`] and [`raw_proxy`]: the SOCKS5, HTTP and mixed proxy listeners;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
 pub mod pool;
+pub mod proxy;
 pub mod raw;
 pub mod raw_pool;
+pub mod raw_proxy;
 pub mod units;
 pub mod validate;
+mod validate_proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +64,8 @@ pub struct Config {
     pub tcp: Vec<pool::TcpListenerConfig>,
     /// The admin API, if enabled.
     pub admin: Option<pool::AdminConfig>,
+    /// SOCKS5, HTTP and mixed proxy listeners.
+    pub proxies: Vec<proxy::ProxyListener>,
 }
 
 /// Process-wide settings.

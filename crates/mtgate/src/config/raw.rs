@@ -37,6 +37,15 @@ pub struct RawConfig {
     pub tcp: Vec<super::raw_pool::RawTcp>,
     /// The admin API.
     pub admin: Option<super::raw_pool::RawAdmin>,
+    /// SOCKS5 (and SOCKS4) proxy listeners.
+    #[serde(default)]
+    pub socks5: Vec<super::raw_proxy::RawProxyListener>,
+    /// HTTP proxy listeners.
+    #[serde(default)]
+    pub http: Vec<super::raw_proxy::RawProxyListener>,
+    /// Listeners serving SOCKS and HTTP on one port.
+    #[serde(default)]
+    pub mixed: Vec<super::raw_proxy::RawProxyListener>,
 }
 
 /// `[server]`.

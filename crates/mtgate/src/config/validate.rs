@@ -8,6 +8,7 @@ use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::{self, Secret};
 
+use super::proxy::ProxyKind;
 use super::raw::{RawConfig, RawMtproto, RawSkew, RawUser};
 use super::{
     Config, FakeTls, Limits, Masking, Modes, MtprotoListener, Origin, Replay, ServerConfig,
@@ -111,10 +112,11 @@ pub fn validate(
         ));
     }
 
-    if raw.mtproto.is_empty() && raw.tcp.is_empty() {
+    let proxy_count = raw.socks5.len() + raw.http.len() + raw.mixed.len();
+    if raw.mtproto.is_empty() && raw.tcp.is_empty() && proxy_count == 0 {
         return Err(ConfigError::new(
             "",
-            "no listener is configured: add an [[mtproto]] or [[tcp]] section",
+            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]], [[mixed]] or [[tcp]] section",
         ));
     }
     let pools = super::pool::pools(raw.pool)?;
@@ -165,6 +167,16 @@ pub fn validate(
             }
         }
     }
+    let mut proxies = Vec::with_capacity(proxy_count);
+    for (kind, list) in [
+        (ProxyKind::Socks5, raw.socks5),
+        (ProxyKind::Http, raw.http),
+        (ProxyKind::Mixed, raw.mixed),
+    ] {
+        proxies.extend(super::validate_proxy::listeners(
+            kind, list, &mut names, &mut bound,
+        )?);
+    }
     Ok(Config {
         origin,
         server,
@@ -175,6 +187,7 @@ pub fn validate(
         pools,
         tcp,
         admin,
+        proxies,
     })
 }
 

@@ -1,4 +1,7 @@
 //! Listeners: one accept loop per listener kind.
 
+pub mod http;
 pub mod mtproto;
+pub mod proxy;
+pub mod socks5;
 pub mod tcp;

@@ -47,6 +47,12 @@ pub trait Filter: Send {
     fn exhausted(&self) -> bool {
         false
     }
+
+    /// Whether the pump may read now; a filter that shapes bandwidth returns `Pending` (and
+    /// arranges a wake-up) until it may. Checked before each read.
+    fn poll_admit(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
 }
 
 /// Reads raw bytes into a buffer, mapping the three outcomes of `try_read`.

@@ -8,14 +8,20 @@
 //! longest-idle connections when a cap is reached ([`registry`]).
 //!
 //! What happens to the bytes on the way (decryption, TLS record framing, frame checks) is a
-//! [`Filter`].
+//! [`Filter`]; `splice` (Linux) moves bytes between plain TCP sockets without copying them;
+//! [`limit`] shapes bandwidth with a token bucket shared by all of a user's
+//! connections.
 
 pub mod buffers;
 pub mod filter;
+pub mod limit;
 pub mod pump;
 pub mod registry;
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 pub use buffers::BufferPool;
 pub use filter::{Filter, Passthrough};
+pub use limit::{Shaped, TokenBucket};
 pub use pump::{RelayEnd, relay};
 pub use registry::{ConnEntry, ConnRegistry};

@@ -133,6 +133,7 @@ impl<'a, F: Filter> Pump<'a, F> {
             if self.filter.exhausted() {
                 return self.finish();
             }
+            ready!(self.filter.poll_admit(cx));
             ready!(self.src.poll_read_ready(cx))?;
             let mut buf = ctx.pool.take(ctx.entry);
             match self.filter.read(self.src, &mut buf)? {

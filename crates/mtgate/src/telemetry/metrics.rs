@@ -103,6 +103,8 @@ pub struct Metrics {
     pub evictions: Counter,
     /// Configuration reloads by outcome.
     pub reloads: Family<ReasonLabels, Counter>,
+    /// SOCKS5, HTTP and mixed listeners.
+    pub proxy: super::proxy_metrics::ProxyMetrics,
 }
 
 impl Metrics {
@@ -124,6 +126,7 @@ impl Metrics {
             buffered_bytes: Gauge::default(),
             evictions: Counter::default(),
             reloads: Family::default(),
+            proxy: super::proxy_metrics::ProxyMetrics::register(registry),
         };
         let r = registry;
         r.register(

@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod metrics;
 pub mod pools;
 pub mod process;
+pub mod proxy_metrics;
 pub mod stats;
 
 pub use metrics::Metrics;

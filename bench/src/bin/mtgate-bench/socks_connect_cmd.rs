@@ -1,0 +1,95 @@
+//! `mtgate-bench socks-connect`: new SOCKS5 connections per second through a proxy.
+//!
+//! Starts a local sink that accepts and closes, then runs `--clients` loops that each open a
+//! TCP connection to the proxy, negotiate no-auth, CONNECT to the sink, wait for the reply and
+//! close. Counts completed CONNECTs per second after a short warm-up. Every step has a timeout;
+//! a failed attempt is counted as an error, never retried in place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use mtgate_bench::limits::raise_nofile_limit;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout};
+
+/// Options of `socks-connect`.
+#[derive(Debug, Args)]
+pub(crate) struct SocksConnectArgs {
+    /// The SOCKS5 proxy (no authentication).
+    #[arg(long, value_name = "ADDR")]
+    proxy: SocketAddr,
+    /// Concurrent client loops.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// How long to count, after a 0.5 s warm-up.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+/// Budget of each step of an attempt.
+const STEP: Duration = Duration::from_secs(5);
+
+async fn one(proxy: SocketAddr, sink: SocketAddr) -> std::io::Result<()> {
+    let mut s = timeout(STEP, TcpStream::connect(proxy)).await??;
+    let _ = s.set_nodelay(true);
+    let SocketAddr::V4(sink) = sink else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    let mut request = vec![0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01];
+    request.extend_from_slice(&sink.ip().octets());
+    request.extend_from_slice(&sink.port().to_be_bytes());
+    // Greeting and request in one write; the proxy answers both in order.
+    timeout(STEP, s.write_all(&request)).await??;
+    let mut answer = [0u8; 12];
+    timeout(STEP, s.read_exact(&mut answer)).await??;
+    if answer[..2] != [0x05, 0x00] || answer[3] != 0x00 {
+        return Err(std::io::ErrorKind::ConnectionRefused.into());
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: SocksConnectArgs) -> anyhow::Result<()> {
+    if let Err(error) = raise_nofile_limit() {
+        tracing::warn!(%error, "cannot raise the open-files limit");
+    }
+    let sink = TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = sink.local_addr()?;
+    let sink_task = tokio::spawn(async move {
+        while let Ok((s, _)) = sink.accept().await {
+            drop(s);
+        }
+    });
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_millis(500) + args.duration;
+    let mut loops = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        let (done, errors) = (done.clone(), errors.clone());
+        loops.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                match one(args.proxy, sink_addr).await {
+                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (start_done, start_errors) = (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    tokio::time::sleep(args.duration).await;
+    let counted = done.load(Ordering::Relaxed) - start_done;
+    let failed = errors.load(Ordering::Relaxed) - start_errors;
+    for l in loops {
+        let _ = timeout(STEP * 3, l).await;
+    }
+    sink_task.abort();
+    println!(
+        "connects_per_sec={:.0} errors={failed}",
+        counted as f64 / args.duration.as_secs_f64()
+    );
+    Ok(())
+}
