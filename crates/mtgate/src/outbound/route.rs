@@ -1,0 +1,197 @@
+//! Reaching a SOCKS/HTTP proxy client's destination: checking it against the rules (after
+//! resolving it, on every address), then dialling it directly with happy eyeballs, or through
+//! an upstream pool. Errors map to the exact SOCKS reply and HTTP status.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mtgate_client::{ConnectError, DialOptions, Pool, ProxyStream, TcpTunnel};
+use mtgate_proto::address::Address;
+use mtgate_proto::socks5::Reply;
+use tokio::net::TcpStream;
+
+use crate::acl::{self, Command, Destination, Rule, Verdict};
+
+/// How to reach destinations for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// Rule lists in order (the user's, then the listener's).
+    pub rules: [&'a [Rule]; 2],
+    /// The upstream pool, if traffic goes through one.
+    pub pool: Option<&'a Pool>,
+    /// Budget for resolving and connecting.
+    pub timeout: Duration,
+}
+
+/// A connection to the destination.
+#[derive(Debug)]
+pub enum Dialed {
+    /// A direct TCP connection.
+    Direct(TcpStream),
+    /// A tunnel through plain-TCP upstreams: the socket is the first hop's; bytes the
+    /// destination sent during the handshake wait in its `prefix`. It also holds the pool
+    /// member's in-flight count while the tunnel lives.
+    Tunnel(Box<TcpTunnel>),
+    /// A tunnel through an upstream that is not plain TCP (TLS to an `https://` proxy).
+    Stream(Box<ProxyStream>),
+}
+
+impl Dialed {
+    /// The local address of the outbound connection (SOCKS BND).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp().local_addr().ok()
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Direct(s) => s,
+            Self::Tunnel(t) => &t.tcp,
+            Self::Stream(s) => s.tcp(),
+        }
+    }
+}
+
+/// Why a destination could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The rules (or the default policy) refused it.
+    #[error("not allowed: {}", .0.reason())]
+    Denied(Verdict),
+    /// Resolving or connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+impl OutboundError {
+    /// The SOCKS5 reply: `02` for rules, `03`/`04`/`05`/`06` from the socket error, `04` for
+    /// names that do not resolve, `01` otherwise.
+    pub fn reply(&self) -> Reply {
+        let error = match self {
+            Self::Denied(_) => return Reply::NotAllowed,
+            Self::Connect(e) => e.root(),
+        };
+        match error {
+            ConnectError::Timeout { .. } => Reply::TtlExpired,
+            ConnectError::NoAddresses { .. } => Reply::HostUnreachable,
+            ConnectError::Io { stage, source } => match (stage, source.kind()) {
+                (mtgate_client::Stage::Resolve, _) => Reply::HostUnreachable,
+                _ => Reply::from_io_error(source),
+            },
+            ConnectError::Socks5 { reply } => *reply,
+            ConnectError::Http { status: 504, .. } => Reply::TtlExpired,
+            ConnectError::Http { status: 403, .. } => Reply::NotAllowed,
+            _ => Reply::GeneralFailure,
+        }
+    }
+
+    /// The HTTP status: 403 for rules, 504 for timeouts, 502 otherwise.
+    pub fn status(&self) -> u16 {
+        match self.reply() {
+            Reply::NotAllowed => 403,
+            Reply::TtlExpired => 504,
+            _ => 502,
+        }
+    }
+
+    /// A reason code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Denied(v) => v.reason(),
+            Self::Connect(_) => match self.reply() {
+                Reply::NetworkUnreachable => "network_unreachable",
+                Reply::HostUnreachable => "host_unreachable",
+                Reply::ConnectionRefused => "connection_refused",
+                Reply::TtlExpired => "timeout",
+                Reply::NotAllowed => "upstream_denied",
+                _ => "connect_failed",
+            },
+        }
+    }
+}
+
+/// Resolves `target` and keeps the addresses the rules allow for `command`.
+pub async fn allowed_addresses(
+    target: &Address,
+    command: Command,
+    route: &Route<'_>,
+) -> Result<Vec<SocketAddr>, OutboundError> {
+    let (host, addrs) = match target {
+        Address::Socket(addr) => (addr.ip().to_string(), vec![*addr]),
+        Address::Domain(name, port) => {
+            let unresolved = Destination {
+                host: name,
+                ip: None,
+                port: *port,
+                command,
+            };
+            if acl::denied_before_resolution(&route.rules, &unresolved) {
+                return Err(OutboundError::Denied(Verdict::Denied));
+            }
+            (
+                name.clone(),
+                mtgate_client::resolve(name, *port, route.timeout).await?,
+            )
+        }
+    };
+    let mut verdict = Verdict::Denied;
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|addr| {
+            let d = Destination {
+                host: &host,
+                ip: Some(addr.ip()),
+                port: addr.port(),
+                command,
+            };
+            verdict = acl::check(&route.rules, &d);
+            verdict.is_allowed()
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(OutboundError::Denied(verdict));
+    }
+    Ok(allowed)
+}
+
+/// Opens a TCP connection to `target`, directly or through the route's pool.
+pub async fn connect(target: &Address, route: &Route<'_>) -> Result<Dialed, OutboundError> {
+    if let Some(pool) = route.pool {
+        // The upstream resolves names; rules still apply to names, ports and IP literals.
+        let ip = match target {
+            Address::Socket(addr) => Some(addr.ip()),
+            Address::Domain(..) => None,
+        };
+        let host = target.host();
+        let verdict = acl::check(
+            &route.rules,
+            &Destination {
+                host: &host,
+                ip,
+                port: target.port(),
+                command: Command::Connect,
+            },
+        );
+        if !verdict.is_allowed() {
+            return Err(OutboundError::Denied(verdict));
+        }
+        let stream = tokio::time::timeout(route.timeout, pool.connect(target.clone()))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                stage: mtgate_client::Stage::Connect,
+                after: route.timeout,
+            })??;
+        return Ok(match stream.into_tcp() {
+            Ok(tunnel) => Dialed::Tunnel(Box::new(tunnel)),
+            Err(stream) => Dialed::Stream(Box::new(stream)),
+        });
+    }
+    let started = tokio::time::Instant::now();
+    let addrs = allowed_addresses(target, Command::Connect, route).await?;
+    let options = DialOptions {
+        timeout: route.timeout.saturating_sub(started.elapsed()),
+        ..DialOptions::default()
+    };
+    let stream = mtgate_client::connect_addrs(&addrs, &options).await?;
+    Ok(Dialed::Direct(stream))
+}
