@@ -39,14 +39,21 @@ async fn one(proxy: SocketAddr, sink: SocketAddr) -> std::io::Result<()> {
     let SocketAddr::V4(sink) = sink else {
         return Err(std::io::ErrorKind::InvalidInput.into());
     };
-    let mut request = vec![0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01];
+    // Greeting, then the request once the method is chosen (some servers drop pipelined
+    // bytes).
+    timeout(STEP, s.write_all(&[0x05, 0x01, 0x00])).await??;
+    let mut method = [0u8; 2];
+    timeout(STEP, s.read_exact(&mut method)).await??;
+    if method != [0x05, 0x00] {
+        return Err(std::io::ErrorKind::ConnectionRefused.into());
+    }
+    let mut request = vec![0x05, 0x01, 0x00, 0x01];
     request.extend_from_slice(&sink.ip().octets());
     request.extend_from_slice(&sink.port().to_be_bytes());
-    // Greeting and request in one write; the proxy answers both in order.
     timeout(STEP, s.write_all(&request)).await??;
-    let mut answer = [0u8; 12];
+    let mut answer = [0u8; 10];
     timeout(STEP, s.read_exact(&mut answer)).await??;
-    if answer[..2] != [0x05, 0x00] || answer[3] != 0x00 {
+    if answer[..2] != [0x05, 0x00] {
         return Err(std::io::ErrorKind::ConnectionRefused.into());
     }
     Ok(())

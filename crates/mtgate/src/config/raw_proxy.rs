@@ -28,7 +28,7 @@ pub struct RawProxyListener {
     /// Allow/deny rules for every user of the listener, checked after the user's own.
     #[serde(default)]
     pub rules: Vec<RawRule>,
-    /// HTTP and mixed: ports CONNECT may reach (default [443]).
+    /// HTTP and mixed: ports CONNECT may reach (default: 443 only).
     pub connect_ports: Option<Vec<RawPorts>>,
     /// SOCKS5 and mixed: serve UDP ASSOCIATE (default true).
     pub udp: Option<bool>,

@@ -1,6 +1,6 @@
-//! Where connections go out: a proxy client's destination, checked against the rules and
-//! dialled directly or through an upstream ([`route`]); the named upstream pools ([`pools`]);
-//! and what is said to a backend before the client's bytes ([`proxy_header`]).
+//! Where connections go out: the destinations of SOCKS and HTTP proxy clients, checked against
+//! the rules and dialled directly or through an upstream ([`route`]); the named upstream pools
+//! ([`pools`]); and what is said to a backend before the client's bytes ([`proxy_header`]).
 
 pub mod pools;
 pub mod proxy_header;

@@ -1,60 +1,33 @@
-//! PROXY protocol headers sent to backends, so that they see the client's address (HAProxy's
-//! specification, versions 1 and 2).
+//! PROXY protocol headers sent to backends, so that they see the client's address. The wire
+//! format is `mtgate_proto::proxy_protocol`'s; this module picks the addresses.
 
 use std::net::{IpAddr, SocketAddr};
 
+use mtgate_proto::proxy_protocol::Header;
+
 use crate::config::pool::ProxyHeader;
 
-/// The v2 signature.
-const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
-
 /// The header announcing a TCP connection from `client` to `local` (the address the client
-/// connected to). Both addresses are put in one family: IPv4 when both are IPv4 (or
-/// IPv4-mapped), IPv6 otherwise.
+/// connected to). IPv4-mapped addresses (an IPv4 client on a dual-stack socket) count as
+/// IPv4; a pair of different families is written as IPv6, so that v1 never says `UNKNOWN`.
 pub fn encode(version: ProxyHeader, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let (src, dst) = same_family(client, local);
+    let (source, destination) = same_family(client, local);
+    let header = Header::Proxied {
+        source,
+        destination,
+    };
+    let mut out = Vec::with_capacity(64);
     match version {
-        ProxyHeader::V1 => {
-            let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
-            format!(
-                "PROXY {family} {} {} {} {}\r\n",
-                src.ip(),
-                dst.ip(),
-                src.port(),
-                dst.port()
-            )
-            .into_bytes()
-        }
-        ProxyHeader::V2 => {
-            let mut out = Vec::with_capacity(16 + 36);
-            out.extend_from_slice(&V2_SIGNATURE);
-            // Version 2, command PROXY.
-            out.push(0x21);
-            match (src.ip(), dst.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    out.push(0x11);
-                    out.extend_from_slice(&12u16.to_be_bytes());
-                    out.extend_from_slice(&s.octets());
-                    out.extend_from_slice(&d.octets());
-                }
-                (s, d) => {
-                    out.push(0x21);
-                    out.extend_from_slice(&36u16.to_be_bytes());
-                    out.extend_from_slice(&v6(s).octets());
-                    out.extend_from_slice(&v6(d).octets());
-                }
-            }
-            out.extend_from_slice(&src.port().to_be_bytes());
-            out.extend_from_slice(&dst.port().to_be_bytes());
-            out
-        }
+        ProxyHeader::V1 => header.write_v1(&mut out),
+        ProxyHeader::V2 => header.write_v2(&mut out),
     }
+    out
 }
 
-fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+fn v6(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
     }
 }
 
@@ -66,14 +39,16 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
         (a, b)
     } else {
         (
-            SocketAddr::new(IpAddr::V6(v6(a.ip())), a.port()),
-            SocketAddr::new(IpAddr::V6(v6(b.ip())), b.port()),
+            SocketAddr::new(v6(a.ip()), a.port()),
+            SocketAddr::new(v6(b.ip()), b.port()),
         )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use mtgate_proto::proxy_protocol::V2_SIGNATURE;
+
     use super::*;
 
     fn addr(s: &str) -> SocketAddr {
@@ -101,6 +76,9 @@ mod tests {
             addr("[::ffff:127.0.0.1]:2"),
         );
         assert_eq!(h, b"PROXY TCP4 192.0.2.1 127.0.0.1 1 2\r\n");
+        // Mixed families: both as IPv6, never UNKNOWN.
+        let h = encode(ProxyHeader::V1, addr("192.0.2.1:1"), addr("[::1]:2"));
+        assert_eq!(h, b"PROXY TCP6 ::ffff:192.0.2.1 ::1 1 2\r\n");
     }
 
     #[test]
@@ -123,5 +101,9 @@ mod tests {
         assert_eq!(&h[12..16], &[0x21, 0x21, 0, 36]);
         assert_eq!(h.len(), 16 + 36);
         assert_eq!(&h[48..], &[0, 1, 0, 2]);
+        // What is written parses back.
+        let (parsed, used) = Header::parse(&h).unwrap().unwrap();
+        assert_eq!(used, h.len());
+        assert_eq!(parsed.source(), Some(addr("[2001:db8::1]:1")));
     }
 }

@@ -1,6 +1,6 @@
-//! Reaching a proxy client's destination: checking it against the rules (after resolving it,
-//! on every address), then dialling it directly with happy eyeballs, or through an upstream
-//! pool. Errors map to the exact SOCKS reply and HTTP status.
+//! Reaching a SOCKS/HTTP proxy client's destination: checking it against the rules (after
+//! resolving it, on every address), then dialling it directly with happy eyeballs, or through
+//! an upstream pool. Errors map to the exact SOCKS reply and HTTP status.
 
 use std::net::SocketAddr;
 use std::time::Duration;

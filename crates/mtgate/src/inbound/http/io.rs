@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use super::tap::SharedTap;
 
 /// A TCP stream whose first reads return `prefix` (bytes the prelude already consumed); what
-/// is read also goes to a [`HeadTap`].
+/// is read also goes to a [`super::tap::HeadTap`].
 #[derive(Debug)]
 pub struct Prefixed {
     prefix: Vec<u8>,
