@@ -11,7 +11,8 @@
 //! 4. Frames numbered from 0 carry, multiplexed by a 64-bit connection id per client,
 //!    [`message::ProxyReq`] towards the middle proxy and [`message::MeMessage`]s back.
 //!
-//! Which middle proxies serve which DC comes from `proxy-multi.conf` ([`proxy_config`]).
+//! [`stream`] puts steps 1–4 together as a byte stream each way. Which middle proxies serve
+//! which DC comes from `proxy-multi.conf` ([`proxy_config`]).
 
 pub mod consts;
 pub mod crypto;
@@ -20,3 +21,4 @@ pub mod handshake;
 pub mod message;
 pub mod proxy_config;
 pub mod secret;
+pub mod stream;
