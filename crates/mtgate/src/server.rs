@@ -16,6 +16,7 @@ use crate::gate::Gate;
 use crate::inbound::mtproto::{self, MtprotoService};
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
+use crate::telegram::middle::MiddleProxies;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ReasonLabels;
 use crate::telemetry::process::ProcessCollector;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// When the server started.
     pub started: Instant,
+    /// Middle-proxy pools, when a listener runs in middle mode.
+    pub middle: Option<Arc<MiddleProxies>>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -99,17 +102,25 @@ impl Server {
             config.limits.buffered_bytes,
             metrics.buffered_bytes.clone(),
         );
+        let stop_accepting = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+        let middle = config.telegram.middle.as_ref().map(|m| {
+            Arc::new(MiddleProxies::new(
+                m.clone(),
+                config.telegram.connect_timeout,
+                stop_background.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
             metrics,
             pool,
             conns: ConnRegistry::default(),
             gate: Arc::default(),
             started: Instant::now(),
+            middle,
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
-        let stop_accepting = CancellationToken::new();
-        let stop_background = CancellationToken::new();
         let connections = TaskTracker::new();
 
         // Bind everything before serving anything, so a bad address fails the start cleanly.
@@ -161,6 +172,9 @@ impl Server {
             ));
         }
         tokio::spawn(evictor(shared.clone(), stop_background.clone()));
+        if let Some(middle) = &shared.middle {
+            tokio::spawn(middle.clone().refresh_loop());
+        }
         for (name, addr) in &bound {
             tracing::info!(listener = name, %addr, "listening");
         }
@@ -228,6 +242,11 @@ impl Server {
             || old.limits.buffered_bytes != new.limits.buffered_bytes
         {
             tracing::warn!("buffer limits changed: restart to apply");
+        }
+        match (&self.shared.middle, &new.telegram.middle) {
+            (Some(middle), Some(fresh)) => middle.reload(fresh.clone()),
+            (None, Some(_)) => tracing::warn!("middle mode enabled: restart to start it"),
+            _ => {}
         }
         self.shared
             .dc_table

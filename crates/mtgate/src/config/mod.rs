@@ -6,6 +6,7 @@
 //! - [`units`]: durations and sizes;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
+pub mod middle;
 pub mod raw;
 pub mod units;
 pub mod validate;
@@ -14,12 +15,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::Secret;
 
+pub use middle::{AdTag, MiddleConfig, TelegramMode};
 pub use validate::{ConfigError, SecretSource};
 
 /// The configuration used when `mtgate run` is given no file: an MTProto proxy on port 8443
@@ -94,6 +97,12 @@ pub struct TelegramConfig {
     pub default_dc: DcId,
     /// Replaced addresses per DC index.
     pub dc_overrides: HashMap<i16, Vec<SocketAddr>>,
+    /// Default mode of listeners.
+    pub mode: TelegramMode,
+    /// The ad tag sent in middle mode (users may have their own).
+    pub ad_tag: Option<AdTag>,
+    /// Middle-proxy settings and files; present when a listener uses middle mode.
+    pub middle: Option<Arc<MiddleConfig>>,
 }
 
 /// Client modes a listener accepts.
@@ -162,6 +171,8 @@ pub struct User {
     pub secret: Secret,
     /// Connections open at once.
     pub max_connections: Option<usize>,
+    /// This user's ad tag (middle mode), instead of the global one.
+    pub ad_tag: Option<AdTag>,
 }
 
 /// One `[[mtproto]]` listener.
@@ -173,6 +184,8 @@ pub struct MtprotoListener {
     pub listen: Vec<SocketAddr>,
     /// Accepted modes.
     pub modes: Modes,
+    /// How clients reach Telegram.
+    pub mode: TelegramMode,
     /// Host for links.
     pub public_host: Option<String>,
     /// Port for links.

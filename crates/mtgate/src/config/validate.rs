@@ -2,12 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::{self, Secret};
 
+use super::middle::{self, TelegramMode};
 use super::raw::{RawConfig, RawMtproto, RawSkew, RawUser};
 use super::{
     Config, FakeTls, Limits, Masking, Modes, MtprotoListener, Origin, Replay, ServerConfig,
@@ -98,11 +100,23 @@ pub fn validate(
         ));
     }
 
-    let telegram = TelegramConfig {
+    let mode = match &raw.telegram.mode {
+        Some(text) => TelegramMode::parse("telegram.mode", text)?,
+        None => TelegramMode::Direct,
+    };
+    let mut telegram = TelegramConfig {
         prefer_ipv6: raw.telegram.prefer_ipv6,
         connect_timeout: positive("telegram.connect_timeout", raw.telegram.connect_timeout.0)?,
         default_dc: DcId(raw.telegram.default_dc),
         dc_overrides: dc_overrides(&raw.telegram.dc_overrides)?,
+        mode,
+        ad_tag: raw
+            .telegram
+            .ad_tag
+            .as_deref()
+            .map(|t| middle::parse_ad_tag("telegram.ad_tag", t))
+            .transpose()?,
+        middle: None,
     };
     if telegram.default_dc.0 <= 0 {
         return Err(ConfigError::new(
@@ -135,7 +149,7 @@ pub fn validate(
                 format!("{name:?} is used twice"),
             ));
         }
-        let l = mtproto_listener(&at, name, listener, secrets)?;
+        let l = mtproto_listener(&at, name, listener, telegram.mode, secrets)?;
         for addr in &l.listen {
             if !bound.insert(*addr) {
                 return Err(ConfigError::new(
@@ -145,6 +159,13 @@ pub fn validate(
             }
         }
         mtproto.push(l);
+    }
+    if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
+        telegram.middle = Some(Arc::new(middle::middle_config(&raw.telegram.middle)?));
+    } else if telegram.ad_tag.is_some() {
+        tracing::warn!(
+            "telegram.ad_tag is set but no listener runs in middle mode: the ad tag needs mode = \"middle\""
+        );
     }
     Ok(Config {
         origin,
@@ -164,8 +185,13 @@ fn mtproto_listener(
     at: &str,
     name: String,
     raw: RawMtproto,
+    default_mode: TelegramMode,
     secrets: &mut dyn SecretSource,
 ) -> Result<MtprotoListener, ConfigError> {
+    let mode = match &raw.mode {
+        Some(text) => TelegramMode::parse(&format!("{at}.mode"), text)?,
+        None => default_mode,
+    };
     if raw.listen.is_empty() {
         return Err(ConfigError::new(
             format!("{at}.listen"),
@@ -221,10 +247,13 @@ fn mtproto_listener(
     for (user_name, entry) in raw.users {
         let path = format!("{at}.users.{user_name}");
         check_name(&path, &user_name)?;
-        let (text, max_connections) = match entry {
-            RawUser::Secret(text) => (text, None),
-            RawUser::Table(t) => (t.secret, t.max_connections),
+        let (text, max_connections, ad_tag) = match entry {
+            RawUser::Secret(text) => (text, None, None),
+            RawUser::Table(t) => (t.secret, t.max_connections, t.ad_tag),
         };
+        let ad_tag = ad_tag
+            .map(|t| middle::parse_ad_tag(&format!("{path}.ad_tag"), &t))
+            .transpose()?;
         let secret = if text == "auto" {
             secrets
                 .auto_secret(&name, &user_name)
@@ -250,6 +279,7 @@ fn mtproto_listener(
             name: user_name,
             secret,
             max_connections,
+            ad_tag,
         });
     }
 
@@ -264,6 +294,7 @@ fn mtproto_listener(
         name,
         listen,
         modes,
+        mode,
         public_host: raw.public_host,
         public_port: raw.public_port,
         fast_mode: raw.fast_mode,
