@@ -46,4 +46,12 @@ pub enum Command {
     Secret,
     /// Print the embedded default configuration (a starting point for your own file).
     DefaultConfig,
+    /// Run with the official `mtproto-proxy` command line (also used when the binary is
+    /// invoked as `mtproto-proxy`): `-u -p -H -S -P -M -C --nat-info -D --aes-pwd FILE CONF`.
+    #[command(name = "mtproto-proxy", disable_help_flag = true)]
+    MtprotoProxy {
+        /// The official options, as `mtproto-proxy` takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }

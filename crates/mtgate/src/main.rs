@@ -7,6 +7,15 @@ use mtgate::cli::{Cli, Command};
 use mtgate::commands;
 
 fn main() -> ExitCode {
+    // Installed (or linked) as `mtproto-proxy`, the binary takes the official command line.
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    if std::path::Path::new(&program)
+        .file_name()
+        .is_some_and(|n| n == "mtproto-proxy")
+    {
+        return commands::mtproto_proxy::run(args.collect());
+    }
     match Cli::parse().command {
         Command::Run { config, user } => commands::run::run(config, user),
         Command::CheckConfig { file } => commands::check::check(file),
@@ -19,6 +28,7 @@ fn main() -> ExitCode {
             println!("{}", mtgate::random::secret().to_hex());
             ExitCode::SUCCESS
         }
+        Command::MtprotoProxy { args } => commands::mtproto_proxy::run(args),
         Command::DefaultConfig => {
             print!("{}", mtgate::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS

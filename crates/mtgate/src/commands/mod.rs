@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod link;
+pub mod mtproto_proxy;
 pub mod run;
 
 use std::path::PathBuf;

@@ -37,6 +37,9 @@ pub enum Origin {
     File(PathBuf),
     /// [`EMBEDDED_DEFAULT`].
     Embedded,
+    /// Text generated from another form (the official command line); reloads re-read the
+    /// files it names.
+    Generated(String),
 }
 
 /// A validated configuration.
@@ -233,6 +236,7 @@ impl Config {
     pub fn load_with_state(origin: Origin, save: bool) -> Result<Self, LoadError> {
         let text = match &origin {
             Origin::Embedded => EMBEDDED_DEFAULT.to_owned(),
+            Origin::Generated(text) => text.clone(),
             Origin::File(path) => std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("", format!("cannot read {}: {e}", path.display()))
             })?,
