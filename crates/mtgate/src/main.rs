@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mtgate::cli::{Cli, Command};
+use mtgate::cli::{Cli, Command, TelegramConfigAction};
 use mtgate::commands;
 
 fn main() -> ExitCode {
@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::MtprotoProxy { args } => commands::mtproto_proxy::run(args),
+        Command::TelegramConfig {
+            action: TelegramConfigAction::Fetch { dir, ipv6 },
+        } => commands::telegram_config::fetch(dir, ipv6),
         Command::DefaultConfig => {
             print!("{}", mtgate::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS

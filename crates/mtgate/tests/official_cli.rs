@@ -189,3 +189,21 @@ fn invoked_as_mtproto_proxy_it_takes_the_official_options() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("does not daemonize"), "{err}");
 }
+
+#[test]
+fn the_middle_proxy_example_is_valid() {
+    let dir = temp_dir("example");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/middle-proxy.toml");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&example)
+        .env("MTGATE_STATE_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -114,19 +114,24 @@ impl MiddleConfig {
     }
 }
 
-/// Validates `[telegram.middle]` and reads its files.
-pub fn middle_config(raw: &RawMiddle) -> Result<MiddleConfig, ConfigError> {
+/// Validates `[telegram.middle]` and reads its files. Relative paths are taken from `base`
+/// (the directory of the configuration file).
+pub fn middle_config(raw: &RawMiddle, base: Option<&Path>) -> Result<MiddleConfig, ConfigError> {
     let at = "telegram.middle";
-    let secret_file = raw.proxy_secret_file.clone().ok_or_else(|| {
+    let resolve = |p: &PathBuf| match base {
+        Some(base) if p.is_relative() => base.join(p),
+        _ => p.clone(),
+    };
+    let secret_file = raw.proxy_secret_file.as_ref().map(resolve).ok_or_else(|| {
         ConfigError::new(
             format!("{at}.proxy_secret_file"),
-            "middle mode needs the proxy secret: download https://core.telegram.org/getProxySecret (or run `mtgate telegram-config fetch`) and give its path",
+            format!("middle mode needs the proxy secret: {FETCH_HINT}"),
         )
     })?;
-    let config_file = raw.proxy_config_file.clone().ok_or_else(|| {
+    let config_file = raw.proxy_config_file.as_ref().map(resolve).ok_or_else(|| {
         ConfigError::new(
             format!("{at}.proxy_config_file"),
-            "middle mode needs proxy-multi.conf: download https://core.telegram.org/getProxyConfig (or run `mtgate telegram-config fetch`) and give its path",
+            format!("middle mode needs proxy-multi.conf: {FETCH_HINT}"),
         )
     })?;
     let mut nat = Vec::with_capacity(raw.nat_info.len());
@@ -186,6 +191,9 @@ pub fn middle_config(raw: &RawMiddle) -> Result<MiddleConfig, ConfigError> {
         refresh_interval: raw.refresh_interval.0,
     })
 }
+
+/// How to get both files.
+pub const FETCH_HINT: &str = "`mtgate telegram-config fetch --dir DIR` downloads proxy-secret and proxy-multi.conf from core.telegram.org";
 
 /// `local:public`, IPv4 (`10.0.0.5:203.0.113.7`) or bracketed IPv6.
 fn parse_nat(path: &str, text: &str) -> Result<(IpAddr, IpAddr), ConfigError> {

@@ -161,7 +161,11 @@ pub fn validate(
         mtproto.push(l);
     }
     if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
-        telegram.middle = Some(Arc::new(middle::middle_config(&raw.telegram.middle)?));
+        let base = match &origin {
+            Origin::File(path) => path.parent(),
+            _ => None,
+        };
+        telegram.middle = Some(Arc::new(middle::middle_config(&raw.telegram.middle, base)?));
     } else if telegram.ad_tag.is_some() {
         tracing::warn!(
             "telegram.ad_tag is set but no listener runs in middle mode: the ad tag needs mode = \"middle\""
