@@ -51,6 +51,17 @@ pub fn run_origin(origin: Origin, user: Option<String>) -> ExitCode {
 }
 
 async fn serve(config: Config, origin: Origin, log: LogHandle) -> ExitCode {
+    // Handlers first: a signal during start-up must not kill the process half-started.
+    let signals = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = signals else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     let server = match Server::start(config.clone()).await {
         Ok(server) => server,
         Err(e) => {
@@ -71,16 +82,6 @@ async fn serve(config: Config, origin: Origin, log: LogHandle) -> ExitCode {
         tracing::error!("cannot drop privileges: {e}");
         return ExitCode::FAILURE;
     }
-    let signals = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = signals else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&server, &origin),
