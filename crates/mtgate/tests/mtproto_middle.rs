@@ -316,6 +316,22 @@ async fn quick_acks_and_close_propagation() {
     eventually("RPC_CLOSE_CONN", || f.seen2().closed.contains(&id)).await;
     // Keepalive pings flow.
     eventually("RPC_PING", || f.seen2().pings > 0).await;
+
+    // The stats page uses the official proxy's key names.
+    let stats = http_get(f.server.metrics_addr().unwrap(), "/stats").await;
+    let value = |key: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}\t")))
+            .unwrap_or_else(|| panic!("no {key} in {stats}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("tot_forwarded_simple_acks"), 3);
+    assert_eq!(value("tot_forwarded_queries"), 5);
+    assert!(value("tot_forwarded_responses") >= 4);
+    assert_eq!(value("ready_outbound_connections"), 1);
+    assert_eq!(value("ext_connections_created"), 5);
 }
 
 #[tokio::test]

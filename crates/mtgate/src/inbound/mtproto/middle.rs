@@ -24,6 +24,7 @@ use crate::relay::ConnEntry;
 use crate::relay::pump::write_all;
 use crate::telegram::middle::ClientLink;
 use crate::telegram::middle::clients::ToClient;
+use crate::telegram::middle::counters::Counters;
 
 /// Bytes read from the client at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -179,6 +180,7 @@ async fn forward_frames(
             payload: frame.payload,
         };
         s.up.inc_by(frame.payload.len() as u64);
+        Counters::inc(&link.conn.counters.forwarded_queries);
         link.conn
             .send(req.encode(), s.idle_timeout)
             .await

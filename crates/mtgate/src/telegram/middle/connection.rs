@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::MiddleError;
 use super::clients::{Clients, Delivery};
+use super::counters::Counters;
 use crate::config::MiddleConfig;
 
 /// Largest frame accepted from a middle proxy: a client packet (1 MiB) with its header.
@@ -40,6 +41,8 @@ pub struct MeConnection {
     pub public: SocketAddr,
     /// Its clients.
     pub clients: Clients,
+    /// The server's totals.
+    pub counters: Arc<Counters>,
     out: mpsc::Sender<Vec<u8>>,
     closed: CancellationToken,
 }
@@ -94,9 +97,10 @@ pub struct Established {
 pub async fn open(
     endpoint: SocketAddr,
     config: &MiddleConfig,
+    counters: Arc<Counters>,
     budget: Duration,
 ) -> Result<Established, MiddleError> {
-    timeout(budget, open_inner(endpoint, config))
+    timeout(budget, open_inner(endpoint, config, counters))
         .await
         .map_err(|_| MiddleError::Timeout("handshake"))?
 }
@@ -104,6 +108,7 @@ pub async fn open(
 async fn open_inner(
     endpoint: SocketAddr,
     config: &MiddleConfig,
+    counters: Arc<Counters>,
 ) -> Result<Established, MiddleError> {
     let mut stream = TcpStream::connect(endpoint)
         .await
@@ -174,6 +179,7 @@ async fn open_inner(
         endpoint,
         public,
         clients: Clients::new(config.clients_per_connection, config.client_queue),
+        counters,
         out: tx,
         closed: CancellationToken::new(),
     });
@@ -289,13 +295,18 @@ async fn dispatch(conn: &MeConnection, payload: &[u8]) -> Result<(), MiddleError
         MeMessage::ProxyAns {
             conn_id, payload, ..
         } => match conn.clients.deliver(conn_id, payload.to_vec()) {
-            Delivery::Queued | Delivery::Unknown => {}
+            Delivery::Queued => Counters::inc(&conn.counters.forwarded_responses),
+            Delivery::Unknown => Counters::inc(&conn.counters.dropped_responses),
             Delivery::Overflowed => {
+                Counters::inc(&conn.counters.dropped_responses);
                 tracing::debug!(endpoint = %conn.endpoint, "client too slow: queue overflowed, closed");
                 conn.send_close_conn(conn_id);
             }
         },
-        MeMessage::SimpleAck { conn_id, confirm } => conn.clients.quick_ack(conn_id, confirm),
+        MeMessage::SimpleAck { conn_id, confirm } => {
+            Counters::inc(&conn.counters.forwarded_simple_acks);
+            conn.clients.quick_ack(conn_id, confirm);
+        }
         MeMessage::CloseExt { conn_id } => conn.clients.close(conn_id),
         MeMessage::Ping { id } => {
             conn.send(

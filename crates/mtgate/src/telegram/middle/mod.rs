@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod connection;
+pub mod counters;
 pub mod pool;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MiddleConfig;
 use clients::ClientQueue;
 use connection::MeConnection;
+use counters::Counters;
 use pool::Pool;
 
 /// Why a client could not be served through a middle proxy.
@@ -99,6 +101,8 @@ impl Drop for ClientLink {
 /// Every pool, by cluster.
 #[derive(Debug)]
 pub struct MiddleProxies {
+    /// Totals for `/stats`.
+    pub counters: Arc<Counters>,
     config: Arc<ArcSwap<MiddleConfig>>,
     pools: Mutex<HashMap<i16, Arc<Pool>>>,
     connect_timeout: Duration,
@@ -113,6 +117,7 @@ impl MiddleProxies {
         stop: CancellationToken,
     ) -> Self {
         Self {
+            counters: Arc::default(),
             config: Arc::new(ArcSwap::new(config)),
             pools: Mutex::default(),
             connect_timeout,
@@ -141,6 +146,7 @@ impl MiddleProxies {
                     let pool = Pool::start(
                         cluster,
                         self.config.clone(),
+                        self.counters.clone(),
                         self.connect_timeout,
                         self.stop.child_token(),
                     )
@@ -150,7 +156,9 @@ impl MiddleProxies {
                 }
             }
         };
-        pool.acquire().await
+        let link = pool.acquire().await?;
+        Counters::inc(&self.counters.clients_created);
+        Ok(link)
     }
 
     /// Applies new settings and files: pools whose middle proxies changed are retired (their

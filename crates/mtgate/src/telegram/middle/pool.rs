@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, MeConnection};
+use super::counters::Counters;
 use super::{ClientLink, MiddleError};
 use crate::config::MiddleConfig;
 
@@ -49,6 +50,7 @@ pub struct Pool {
     slots: Mutex<Vec<Arc<Slot>>>,
     ready: Notify,
     config: Arc<ArcSwap<MiddleConfig>>,
+    counters: Arc<Counters>,
     connect_timeout: Duration,
     /// Stops every slot.
     stop: CancellationToken,
@@ -61,6 +63,7 @@ impl Pool {
     pub fn start(
         dc: i16,
         config: Arc<ArcSwap<MiddleConfig>>,
+        counters: Arc<Counters>,
         connect_timeout: Duration,
         stop: CancellationToken,
     ) -> Option<Arc<Self>> {
@@ -79,6 +82,7 @@ impl Pool {
             slots: Mutex::default(),
             ready: Notify::new(),
             config,
+            counters,
             connect_timeout,
             stop,
             retire: CancellationToken::new(),
@@ -175,7 +179,12 @@ async fn supervise(pool: Arc<Pool>, slot: Arc<Slot>) {
             return;
         }
         let config = pool.config.load_full();
-        let opening = connection::open(slot.endpoint, &config, pool.connect_timeout);
+        let opening = connection::open(
+            slot.endpoint,
+            &config,
+            pool.counters.clone(),
+            pool.connect_timeout,
+        );
         let opened = tokio::select! {
             opened = opening => opened,
             () = pool.stop.cancelled() => return,
@@ -183,6 +192,7 @@ async fn supervise(pool: Arc<Pool>, slot: Arc<Slot>) {
         match opened {
             Ok(established) => {
                 backoff = BACKOFF_START;
+                Counters::inc(&pool.counters.connections_created);
                 let conn = established.conn.clone();
                 tracing::info!(dc = pool.dc, endpoint = %slot.endpoint, public = %conn.public, "middle proxy connection up");
                 slot.set(Some(conn.clone()));
@@ -199,11 +209,13 @@ async fn supervise(pool: Arc<Pool>, slot: Arc<Slot>) {
                 match result {
                     Ok(()) => {}
                     Err(e) => {
+                        Counters::inc(&pool.counters.connection_failures);
                         tracing::warn!(dc = pool.dc, endpoint = %slot.endpoint, error = %e, "middle proxy connection lost")
                     }
                 }
             }
             Err(e) => {
+                Counters::inc(&pool.counters.connection_failures);
                 tracing::warn!(dc = pool.dc, endpoint = %slot.endpoint, error = %e, retry_in = ?backoff, "cannot connect to the middle proxy");
             }
         }
