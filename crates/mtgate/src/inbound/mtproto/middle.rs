@@ -101,8 +101,9 @@ pub async fn run(
         out: Vec::new(),
         write_timeout: s.idle_timeout,
     };
+    // What the client sent, decrypted, not yet forwarded. Emptied (and freed) between frames,
+    // so that an idle client holds no buffer.
     let mut inbox = pending;
-    let mut chunk = vec![0u8; READ_CHUNK];
     let mut last_active = Instant::now();
     loop {
         if let Err(end) = forward_frames(&mut inbox, tag, &mut link, &s).await {
@@ -117,15 +118,13 @@ pub async fn run(
                 if readable.is_err() {
                     return End::Client("io");
                 }
-                match client.read(&mut chunk) {
-                    Ok(Some(0)) => return End::Finished,
-                    Ok(Some(n)) => {
-                        inbox.extend_from_slice(&chunk[..n]);
+                match client.read(&mut inbox) {
+                    Ok(true) => {
                         last_active = Instant::now();
                         s.entry.touch();
                     }
-                    Ok(None) => {}
-                    Err(reason) => return End::Client(reason),
+                    Ok(false) => {}
+                    Err(reason) => return reason,
                 }
             }
             message = link.queue.recv() => {
@@ -187,15 +186,22 @@ async fn forward_frames(
             .map_err(|_| End::Middle("middle_send"))?;
         used += n;
     }
-    inbox.drain(..used);
+    if used == inbox.len() {
+        *inbox = Vec::new();
+    } else {
+        inbox.drain(..used);
+    }
     Ok(())
 }
 
 impl Client<'_> {
-    /// Reads what the client sent, unwrapped and decrypted. `Ok(None)`: nothing after all.
-    fn read(&mut self, chunk: &mut [u8]) -> Result<Option<usize>, &'static str> {
-        let n = match self.stream.try_read(chunk) {
-            Ok(0) => return Ok(Some(0)),
+    /// Appends what the client sent, unwrapped and decrypted, to `inbox`. `Ok(false)`:
+    /// nothing after all; `Err(End::Finished)`: the client closed.
+    fn read(&mut self, inbox: &mut Vec<u8>) -> Result<bool, End> {
+        let start = inbox.len();
+        inbox.resize(start + READ_CHUNK, 0);
+        let n = match self.stream.try_read(&mut inbox[start..]) {
+            Ok(0) => return Err(End::Finished),
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -203,19 +209,24 @@ impl Client<'_> {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(None);
+                0
             }
-            Err(_) => return Err("io"),
+            Err(_) => return Err(End::Client("io")),
         };
+        let got = &mut inbox[start..start + n];
         let n = match &mut self.records {
             Some(records) => records
-                .unwrap_in_place(&mut chunk[..n])
-                .map_err(|_| "bad_tls_record")?,
+                .unwrap_in_place(got)
+                .map_err(|_| End::Client("bad_tls_record"))?,
             None => n,
         };
-        self.decrypt.apply(&mut chunk[..n]);
+        self.decrypt.apply(&mut inbox[start..start + n]);
+        inbox.truncate(start + n);
+        if inbox.is_empty() {
+            *inbox = Vec::new();
+        }
         // Zero bytes after unwrapping (a record header only) is not the end of the stream.
-        Ok(if n == 0 { None } else { Some(n) })
+        Ok(n > 0)
     }
 
     async fn send_packet(&mut self, payload: &[u8]) -> Result<(), &'static str> {
@@ -253,10 +264,13 @@ impl Client<'_> {
         } else {
             &plain
         };
-        match timeout(self.write_timeout, write_all(self.stream, bytes)).await {
+        let result = match timeout(self.write_timeout, write_all(self.stream, bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err("io"),
             Err(_) => Err("write_timeout"),
-        }
+        };
+        // Idle clients keep no buffer.
+        self.out = Vec::new();
+        result
     }
 }
