@@ -39,7 +39,7 @@ struct MiddleFixture {
     me4: FakeMiddle,
     proxy: SocketAddr,
     proxy_v6: SocketAddr,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -113,6 +113,7 @@ impl MiddleFixture {
             secret = secret_file.display(),
             conf = conf_file.display(),
         );
+        std::fs::write(dir.0.join("config.toml"), &text).unwrap();
         let server = Server::start(config(&text)).await.unwrap();
         let addrs = server.local_addrs("test");
         Self {
@@ -123,7 +124,7 @@ impl MiddleFixture {
             me2_stats: me2.stats().clone(),
             me2: Some(me2),
             me4,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -417,4 +418,41 @@ async fn without_a_middle_proxy_clients_fall_back_to_direct_if_allowed() {
     conn.echo(&packet(64, 1)).await.unwrap();
     assert_eq!(dc.stats().snapshot().last_dc, Some(DcId(2)));
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn a_reload_moves_a_dc_to_new_middle_proxies_over_ipv6() {
+    let f = MiddleFixture::start("reload").await;
+    let plain = || ClientSecret::Plain(key(ALICE));
+    let mut old = connect(f.proxy, &client(plain(), ProtoTag::Intermediate, 2)).await;
+    old.echo(&packet(64, 1)).await.unwrap();
+
+    let me6 = FakeMiddle::start(
+        "[::1]:0".parse().unwrap(),
+        FakeMiddleConfig::new(proxy_secret()),
+    )
+    .await
+    .unwrap();
+    let conf = f.dir.0.join("proxy-multi.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "default 2;\nproxy_for 2 {};\nproxy_for 4 {};\n",
+            me6.addr(),
+            f.me4.addr()
+        ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(f.dir.0.join("config.toml")).unwrap();
+    f.server.reload(config(&text));
+
+    // New clients of DC 2 go to the new middle proxy, over IPv6 (its keys use the IPv6
+    // addresses); the client already on the old one stays.
+    let mut new = connect(f.proxy, &client(plain(), ProtoTag::Intermediate, 2)).await;
+    new.echo(&packet(64, 2)).await.unwrap();
+    let seen6 = me6.stats().snapshot();
+    assert_eq!((seen6.handshakes, seen6.refused), (1, 0));
+    assert_eq!(seen6.requests.len(), 1);
+    old.echo(&packet(64, 3)).await.unwrap();
+    assert_eq!(f.seen2().requests.len(), 2);
 }
