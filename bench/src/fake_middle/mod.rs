@@ -13,7 +13,8 @@
 //!   [`CLOSE_ME`];
 //! - otherwise echoes the payload back as RPC_PROXY_ANS.
 //!
-//! RPC_PING is answered with RPC_PONG; RPC_CLOSE_CONN is recorded. The proxy's address is
+//! After the handshake it sends one RPC_PING and counts the RPC_PONG; RPC_PING from the proxy is
+//! answered with RPC_PONG; RPC_CLOSE_CONN is recorded. The proxy's address is
 //! taken as the socket's peer address (no NAT on loopback).
 
 mod session;
@@ -70,6 +71,8 @@ pub struct Seen {
     pub closed: Vec<u64>,
     /// RPC_PING received.
     pub pings: usize,
+    /// RPC_PONG received for the ping sent after each handshake.
+    pub pongs: usize,
 }
 
 impl FakeMiddleStats {

@@ -122,6 +122,10 @@ pub(super) async fn serve(
         return Err(e);
     }
     stats.lock().handshakes += 1;
+    // Middle proxies ping too; the proxy must answer.
+    let mut ping = Vec::new();
+    MeMessage::Ping { id: 0x5eed }.encode(&mut ping);
+    conn.send(&[&ping]).await?;
 
     loop {
         let payload = conn.next(config.idle_timeout).await?;
@@ -132,7 +136,11 @@ pub(super) async fn serve(
                     stats.lock().pings += 1;
                     conn.send(&[&ProxyControl::Pong { id }.encode()]).await?;
                 }
-                ProxyControl::Pong { .. } => {}
+                ProxyControl::Pong { id } => {
+                    if id == 0x5eed {
+                        stats.lock().pongs += 1;
+                    }
+                }
             }
             continue;
         }

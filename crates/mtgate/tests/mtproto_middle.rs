@@ -315,8 +315,9 @@ async fn quick_acks_and_close_propagation() {
     let id = f.seen2().requests.last().unwrap().conn_id;
     drop(conn);
     eventually("RPC_CLOSE_CONN", || f.seen2().closed.contains(&id)).await;
-    // Keepalive pings flow.
+    // Keepalive pings flow both ways.
     eventually("RPC_PING", || f.seen2().pings > 0).await;
+    eventually("RPC_PONG", || f.seen2().pongs > 0).await;
 
     // The stats page uses the official proxy's key names.
     let stats = http_get(f.server.metrics_addr().unwrap(), "/stats").await;

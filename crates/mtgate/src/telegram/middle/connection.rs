@@ -277,18 +277,18 @@ async fn reader(
             .next_payload()
             .map_err(|e| MiddleError::Protocol(e.to_string()))?
         {
-            dispatch(conn, &payload).await?;
+            dispatch(conn, &payload);
         }
     }
 }
 
-async fn dispatch(conn: &MeConnection, payload: &[u8]) -> Result<(), MiddleError> {
+fn dispatch(conn: &MeConnection, payload: &[u8]) {
     let message = match MeMessage::decode(payload) {
         Ok(m) => m,
         Err(e) => {
             // Unknown messages are skipped, as the official proxy does.
             tracing::debug!(endpoint = %conn.endpoint, error = %e, "unexpected message from the middle proxy");
-            return Ok(());
+            return;
         }
     };
     match message {
@@ -309,15 +309,15 @@ async fn dispatch(conn: &MeConnection, payload: &[u8]) -> Result<(), MiddleError
         }
         MeMessage::CloseExt { conn_id } => conn.clients.close(conn_id),
         MeMessage::Ping { id } => {
-            conn.send(
-                ProxyControl::Pong { id }.encode().to_vec(),
-                Duration::from_secs(10),
-            )
-            .await?;
+            // Never wait here: the writer may itself be waiting for the middle proxy, which
+            // may be waiting for us to read. A pong dropped on a full outbox is retried by the
+            // next ping.
+            let _ = conn
+                .out
+                .try_send(ProxyControl::Pong { id }.encode().to_vec());
         }
         MeMessage::Pong { .. } => {}
     }
-    Ok(())
 }
 
 async fn read_payload(
