@@ -5,11 +5,11 @@
 //! so one slow client cannot stall the others; a client whose queue overflows is closed
 //! (and the middle proxy told with RPC_CLOSE_CONN).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// What the middle proxy sends a client.
 #[derive(Debug)]
@@ -41,11 +41,42 @@ impl CloseReason {
     }
 }
 
-/// The connection's side of one client.
+/// One client's queue, shared by the connection (pushing) and the session (popping). A plain
+/// deque behind a mutex costs nothing while empty, unlike a channel's preallocated block:
+/// idle clients are the common case.
+#[derive(Debug, Default)]
+struct Slot {
+    queue: Mutex<VecDeque<ToClient>>,
+    queued: AtomicUsize,
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Slot {
+    fn push(&self, message: ToClient) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(message);
+        // A stored permit if the session is not waiting: no wakeup is lost.
+        self.notify.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+/// The connection's side of one client; dropping it (removal, or the connection's end)
+/// ends the client's queue.
 #[derive(Debug)]
-struct Entry {
-    tx: mpsc::UnboundedSender<ToClient>,
-    queued: Arc<AtomicUsize>,
+struct Entry(Arc<Slot>);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// What happened to a delivery.
@@ -69,20 +100,31 @@ pub struct Clients {
 
 /// The receiving end a client session holds.
 #[derive(Debug)]
-pub struct ClientQueue {
-    /// Messages from the middle proxy.
-    pub rx: mpsc::UnboundedReceiver<ToClient>,
-    queued: Arc<AtomicUsize>,
-}
+pub struct ClientQueue(Arc<Slot>);
 
 impl ClientQueue {
-    /// The next message; `None` when the connection is gone.
+    /// The next message; `None` once the connection has dropped the client and the queue
+    /// is empty. Cancel-safe: a message is taken only when it is returned.
     pub async fn recv(&mut self) -> Option<ToClient> {
-        let message = self.rx.recv().await?;
-        if let ToClient::Packet(p) = &message {
-            self.queued.fetch_sub(p.len(), Ordering::Relaxed);
+        loop {
+            {
+                let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(message) = queue.pop_front() {
+                    if queue.is_empty() {
+                        // Idle clients keep no queue memory.
+                        *queue = VecDeque::new();
+                    }
+                    if let ToClient::Packet(p) = &message {
+                        self.0.queued.fetch_sub(p.len(), Ordering::Relaxed);
+                    }
+                    return Some(message);
+                }
+            }
+            if self.0.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            self.0.notify.notified().await;
         }
-        Some(message)
     }
 }
 
@@ -120,16 +162,9 @@ impl Clients {
         while id == 0 || map.contains_key(&id) {
             id = rand::random();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        map.insert(
-            id,
-            Entry {
-                tx,
-                queued: queued.clone(),
-            },
-        );
-        Some((id, ClientQueue { rx, queued }))
+        let slot = Arc::new(Slot::default());
+        map.insert(id, Entry(slot.clone()));
+        Some((id, ClientQueue(slot)))
     }
 
     /// Removes a client; whether it was there (if so, the middle proxy still knows it).
@@ -140,34 +175,31 @@ impl Clients {
     /// Queues a packet for a client, closing it if its queue would overflow.
     pub fn deliver(&self, id: u64, packet: Vec<u8>) -> Delivery {
         let mut map = self.lock();
-        let Some(entry) = map.get(&id) else {
+        let Some(Entry(slot)) = map.get(&id) else {
             return Delivery::Unknown;
         };
         let len = packet.len();
-        if entry.queued.load(Ordering::Relaxed) + len > self.queue_cap {
-            let entry = map.remove(&id).expect("present");
-            let _ = entry.tx.send(ToClient::Close(CloseReason::Overflow));
+        if slot.queued.load(Ordering::Relaxed) + len > self.queue_cap {
+            slot.push(ToClient::Close(CloseReason::Overflow));
+            map.remove(&id);
             return Delivery::Overflowed;
         }
-        entry.queued.fetch_add(len, Ordering::Relaxed);
-        if entry.tx.send(ToClient::Packet(packet)).is_err() {
-            map.remove(&id);
-            return Delivery::Unknown;
-        }
+        slot.queued.fetch_add(len, Ordering::Relaxed);
+        slot.push(ToClient::Packet(packet));
         Delivery::Queued
     }
 
     /// Sends a quick ack to a client.
     pub fn quick_ack(&self, id: u64, token: u32) {
-        if let Some(entry) = self.lock().get(&id) {
-            let _ = entry.tx.send(ToClient::QuickAck(token));
+        if let Some(Entry(slot)) = self.lock().get(&id) {
+            slot.push(ToClient::QuickAck(token));
         }
     }
 
     /// Closes a client on the middle proxy's request.
     pub fn close(&self, id: u64) {
         if let Some(entry) = self.lock().remove(&id) {
-            let _ = entry.tx.send(ToClient::Close(CloseReason::ClosedByMiddle));
+            entry.0.push(ToClient::Close(CloseReason::ClosedByMiddle));
         }
     }
 
