@@ -17,6 +17,7 @@ use crate::inbound::mtproto::{self, MtprotoService};
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
 use crate::telegram::middle::MiddleProxies;
+use crate::telegram::middle::collector::MiddleCollector;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ReasonLabels;
 use crate::telemetry::process::ProcessCollector;
@@ -97,11 +98,6 @@ impl Server {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
-        let pool = BufferPool::new(
-            config.limits.buffer_size,
-            config.limits.buffered_bytes,
-            metrics.buffered_bytes.clone(),
-        );
         let stop_accepting = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let middle = config.telegram.middle.as_ref().map(|m| {
@@ -111,6 +107,14 @@ impl Server {
                 stop_background.clone(),
             ))
         });
+        if let Some(middle) = &middle {
+            registry.register_collector(Box::new(MiddleCollector(middle.clone())));
+        }
+        let pool = BufferPool::new(
+            config.limits.buffer_size,
+            config.limits.buffered_bytes,
+            metrics.buffered_bytes.clone(),
+        );
         let shared = Arc::new(Shared {
             metrics,
             pool,

@@ -334,6 +334,12 @@ async fn quick_acks_and_close_propagation() {
     assert!(value("tot_forwarded_responses") >= 4);
     assert_eq!(value("ready_outbound_connections"), 1);
     assert_eq!(value("ext_connections_created"), 5);
+    let metrics = http_get(f.server.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("mtgate_middle_forwarded_simple_acks_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mtgate_middle_connections 1"));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 //! idle timeout: that is the idle eviction of the table.
 
 pub mod clients;
+pub mod collector;
 pub mod connection;
 pub mod counters;
 pub mod pool;
