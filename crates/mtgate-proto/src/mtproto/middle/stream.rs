@@ -1,4 +1,4 @@
-//! One direction of a middle-proxy connection as a byte stream: [`frame`]s, then once the
+//! One direction of a middle-proxy connection as a byte stream: [`super::frame`]s, then once the
 //! nonces are exchanged, AES-256-CBC with filler words up to whole blocks.
 //!
 //! Both ends start in plaintext (the nonce frame, sequence number −2) and switch to
