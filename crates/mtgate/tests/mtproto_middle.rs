@@ -58,6 +58,10 @@ fn temp_dir(name: &str) -> TempDir {
 
 impl MiddleFixture {
     async fn start(name: &str) -> Self {
+        Self::start_with(name, "10s").await
+    }
+
+    async fn start_with(name: &str, idle_timeout: &str) -> Self {
         let me2 = FakeMiddle::start(
             "127.0.0.1:0".parse().unwrap(),
             FakeMiddleConfig::new(proxy_secret()),
@@ -101,7 +105,7 @@ impl MiddleFixture {
             name = "test"
             listen = ["127.0.0.1:0", "[::1]:0"]
             modes = ["classic", "padded", "fake-tls"]
-            idle_timeout = "10s"
+            idle_timeout = "{idle_timeout}"
             [mtproto.fake_tls]
             domains = ["{DOMAIN}"]
             [mtproto.masking]
@@ -462,4 +466,23 @@ async fn a_reload_moves_a_dc_to_new_middle_proxies_over_ipv6() {
     assert_eq!(seen6.requests.len(), 1);
     old.echo(&packet(64, 3)).await.unwrap();
     assert_eq!(f.seen2().requests.len(), 2);
+}
+
+#[tokio::test]
+async fn idle_clients_leave_the_table_and_the_middle_proxy_is_told() {
+    let f = MiddleFixture::start_with("idle", "1s").await;
+    let mut conn = connect(
+        f.proxy,
+        &client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, 2),
+    )
+    .await;
+    conn.echo(&packet(64, 1)).await.unwrap();
+    let id = f.seen2().requests.last().unwrap().conn_id;
+    assert!(
+        conn.recv_frame().await.is_err(),
+        "closed after the idle timeout"
+    );
+    eventually("RPC_CLOSE_CONN", || f.seen2().closed.contains(&id)).await;
+    let stats = http_get(f.server.metrics_addr().unwrap(), "/stats").await;
+    assert!(stats.contains("ext_connections\t0"), "{stats}");
 }

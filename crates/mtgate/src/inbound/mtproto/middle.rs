@@ -104,7 +104,11 @@ pub async fn run(
     // What the client sent, decrypted, not yet forwarded. Emptied (and freed) between frames,
     // so that an idle client holds no buffer.
     let mut inbox = pending;
-    let mut last_active = Instant::now();
+    // One timer and one kill-switch future for the whole session, not one per message.
+    let idle = sleep_until(Instant::now() + s.idle_timeout);
+    tokio::pin!(idle);
+    let killed = s.entry.killed().cancelled();
+    tokio::pin!(killed);
     loop {
         if let Err(end) = forward_frames(&mut inbox, tag, &mut link, &s).await {
             return end;
@@ -120,7 +124,7 @@ pub async fn run(
                 }
                 match client.read(&mut inbox) {
                     Ok(true) => {
-                        last_active = Instant::now();
+                        idle.as_mut().reset(Instant::now() + s.idle_timeout);
                         s.entry.touch();
                     }
                     Ok(false) => {}
@@ -140,11 +144,11 @@ pub async fn run(
                 if let Err(reason) = result {
                     return End::Client(reason);
                 }
-                last_active = Instant::now();
+                idle.as_mut().reset(Instant::now() + s.idle_timeout);
                 s.entry.touch();
             }
-            () = sleep_until(last_active + s.idle_timeout) => return End::Finished,
-            () = s.entry.killed().cancelled() => return End::Killed,
+            () = &mut idle => return End::Finished,
+            () = &mut killed => return End::Killed,
         }
     }
 }
