@@ -259,6 +259,93 @@ mod tests {
         assert!(parse_nat("x", "10.0.0.5:[2001:db8::7]").is_err());
     }
 
+    struct NoAuto;
+    impl crate::config::SecretSource for NoAuto {
+        fn auto_secret(
+            &mut self,
+            _: &str,
+            _: &str,
+        ) -> Result<mtgate_proto::mtproto::secret::Secret, String> {
+            Err("no".into())
+        }
+    }
+
+    const LISTENER: &str = "[[mtproto]]\nlisten = [\"127.0.0.1:0\"]\nmodes = [\"padded\"]\n[mtproto.masking]\nenabled = false\n[mtproto.users]\nalice = \"0123456789abcdef0123456789abcdef\"\n";
+
+    fn parse(text: &str, origin: crate::config::Origin) -> Result<crate::config::Config, String> {
+        crate::config::Config::parse(text, origin, &mut NoAuto).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn middle_mode_says_what_is_missing_or_wrong() {
+        let embedded = || crate::config::Origin::Embedded;
+        let err = parse(
+            &format!("[telegram]\nmode = \"middle\"\n{LISTENER}"),
+            embedded(),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                "telegram.middle.proxy_secret_file: middle mode needs the proxy secret"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("telegram-config fetch"), "{err}");
+        let err = parse(
+            &format!("[telegram]\nmode = \"relay\"\n{LISTENER}"),
+            embedded(),
+        )
+        .unwrap_err();
+        assert!(err.contains("use \"direct\" or \"middle\""), "{err}");
+        let err = parse(
+            &format!("[telegram]\nad_tag = \"xyz\"\n{LISTENER}"),
+            embedded(),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("telegram.ad_tag: an ad tag is 32 hex digits"),
+            "{err}"
+        );
+        let err = parse(
+            &format!(
+                "[telegram.middle]\nproxy_secret_file = \"/nonexistent/s\"\nproxy_config_file = \"c\"\n{LISTENER}mode = \"middle\"\n"
+            ),
+            embedded(),
+        );
+        // `mode` after the users table belongs to it: an unknown user field.
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn files_are_read_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("mtgate-middle-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tg")).unwrap();
+        std::fs::write(dir.join("tg/proxy-secret"), [7u8; 128]).unwrap();
+        std::fs::write(
+            dir.join("tg/proxy-multi.conf"),
+            "proxy_for 2 10.0.0.1:8888;\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[telegram]\nad_tag = \"00112233445566778899aabbccddeeff\"\n[telegram.middle]\nproxy_secret_file = \"tg/proxy-secret\"\nproxy_config_file = \"tg/proxy-multi.conf\"\nnat_info = [\"10.0.0.5:203.0.113.7\"]\n{}",
+            LISTENER.replace("[mtproto.masking]", "mode = \"middle\"\n[mtproto.masking]")
+        );
+        let config = parse(&text, crate::config::Origin::File(dir.join("mtgate.toml"))).unwrap();
+        assert_eq!(config.mtproto[0].mode, TelegramMode::Middle);
+        assert_eq!(config.telegram.mode, TelegramMode::Direct);
+        let middle = config.telegram.middle.unwrap();
+        assert_eq!(middle.secret.as_bytes().len(), 128);
+        assert_eq!(middle.proxies.clusters[0].dc, 2);
+        assert_eq!(
+            middle.translate("10.0.0.5".parse().unwrap()),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(middle.connections(4, 8), (4, 8));
+        let err = parse(&text, crate::config::Origin::Embedded).unwrap_err();
+        assert!(err.contains("cannot read tg/proxy-secret"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn ad_tags_are_32_hex_digits() {
         assert_eq!(
