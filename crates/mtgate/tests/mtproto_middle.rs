@@ -58,10 +58,10 @@ fn temp_dir(name: &str) -> TempDir {
 
 impl MiddleFixture {
     async fn start(name: &str) -> Self {
-        Self::start_with(name, "10s").await
+        Self::start_with(name, "10s", "").await
     }
 
-    async fn start_with(name: &str, idle_timeout: &str) -> Self {
+    async fn start_with(name: &str, idle_timeout: &str, middle: &str) -> Self {
         let me2 = FakeMiddle::start(
             "127.0.0.1:0".parse().unwrap(),
             FakeMiddleConfig::new(proxy_secret()),
@@ -101,6 +101,7 @@ impl MiddleFixture {
             min_connections = 1
             max_connections = 2
             ping_interval = "1s"
+            {middle}
             [[mtproto]]
             name = "test"
             listen = ["127.0.0.1:0", "[::1]:0"]
@@ -470,7 +471,7 @@ async fn a_reload_moves_a_dc_to_new_middle_proxies_over_ipv6() {
 
 #[tokio::test]
 async fn idle_clients_leave_the_table_and_the_middle_proxy_is_told() {
-    let f = MiddleFixture::start_with("idle", "1s").await;
+    let f = MiddleFixture::start_with("idle", "1s", "").await;
     let mut conn = connect(
         f.proxy,
         &client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, 2),
@@ -485,4 +486,43 @@ async fn idle_clients_leave_the_table_and_the_middle_proxy_is_told() {
     eventually("RPC_CLOSE_CONN", || f.seen2().closed.contains(&id)).await;
     let stats = http_get(f.server.metrics_addr().unwrap(), "/stats").await;
     assert!(stats.contains("ext_connections\t0"), "{stats}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_without_stalling_its_connection() {
+    let f = MiddleFixture::start_with("slow", "30s", "client_queue = \"64KiB\"").await;
+    let cfg = client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, 2);
+    let mut fast = connect(f.proxy, &cfg).await;
+    fast.echo(&packet(64, 1)).await.unwrap();
+    let fast_id = f.seen2().requests.last().unwrap().conn_id;
+
+    // The slow client sends a lot and reads nothing: once the socket buffers are full, its
+    // answers pile up in its queue until it overflows.
+    let slow = connect(f.proxy, &cfg).await;
+    let (_reader, mut writer) = slow.into_split();
+    let flood = tokio::spawn(async move {
+        let big = packet(60_000, 2);
+        for _ in 0..2_000 {
+            if writer.send(&big).await.is_err() {
+                return;
+            }
+        }
+    });
+    eventually("the slow client's RPC_CLOSE_CONN", || {
+        let seen = f.seen2();
+        let slow_id = seen
+            .requests
+            .iter()
+            .map(|r| r.conn_id)
+            .find(|id| *id != fast_id);
+        slow_id.is_some_and(|id| seen.closed.contains(&id))
+    })
+    .await;
+    // Both were on the one connection, which still serves the other client.
+    let seen = f.seen2();
+    assert!(seen.requests.iter().all(|r| r.connection == 0));
+    fast.echo(&packet(64, 3)).await.unwrap();
+    flood.abort();
+    let metrics = http_get(f.server.metrics_addr().unwrap(), "/metrics").await;
+    assert!(metrics.contains("client_queue_overflow"), "{metrics}");
 }
