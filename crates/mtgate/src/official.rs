@@ -158,7 +158,7 @@ impl Official {
                     let secret = value("a secret")?;
                     if secret.len() != 32 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
                         return Err(UsageError(format!(
-                            "{name} {secret:?}: a secret is 32 hex digits (`mtgate secret` makes one; no dd/ee prefix here)"
+                            "{name}: a secret is 32 hex digits (`mtgate secret` makes one), without a dd or ee prefix"
                         )));
                     }
                     o.secrets.push(secret);
@@ -375,6 +375,10 @@ mod tests {
         assert!(err("-H 443 --aes-pwd s c").contains("-S SECRET is required"));
         assert!(err(&format!("-H 443 -S {S1}")).contains("--aes-pwd"));
         assert!(err("-H 443 -S dd0123 --aes-pwd s c").contains("32 hex digits"));
+        assert!(
+            !err("-H 443 -S dd0123 --aes-pwd s c").contains("dd0123"),
+            "secrets are not echoed"
+        );
         assert!(
             err(&format!("-H 443 -S {S1} --aes-pwd s c d")).contains("only one proxy-multi.conf")
         );
