@@ -34,9 +34,10 @@ if [ "$interop" = 1 ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 
-    step "interop: Telethon and TelethonFakeTLS through mtgate"
+    step "interop: Telethon and TelethonFakeTLS through mtgate (direct and middle-proxy modes)"
     cargo build --locked -p mtgate -p mtgate-bench
     timeout 300 .venv/bin/python tests/interop/mtproto/telethon_echo.py target/debug/mtgate target/debug/mtgate-bench
+    timeout 300 .venv/bin/python tests/interop/mtproto/telethon_echo.py target/debug/mtgate target/debug/mtgate-bench --middle
 
     step "interop: python-socks, PyRoxi and httpx through mtgate's SOCKS5/HTTP listeners"
     timeout 300 .venv/bin/python tests/interop/socks/clients.py target/debug/mtgate

@@ -11,6 +11,8 @@
 //! - [`client`]: what a Telegram app does towards a proxy: fake TLS for `ee` secrets, the
 //!   obfuscated2 header keyed by the secret, then framed payloads. Also connects straight to a
 //!   (fake) DC without a key, the ceiling of every benchmark.
+//! - [`fake_middle`]: the server side of Telegram's middle-proxy RPC protocol, which echoes
+//!   RPC_PROXY_REQ payloads as RPC_PROXY_ANS and records flags, addresses and ad tags.
 //! - [`load`]: the three measurements (relay throughput, handshakes per second, memory per
 //!   idle connection) and their report.
 //! - [`link`]: secrets in any link form, and the loopback-only rule for targets.
@@ -23,6 +25,7 @@
 
 pub mod client;
 pub mod fake_dc;
+pub mod fake_middle;
 pub mod limits;
 pub mod link;
 pub mod load;

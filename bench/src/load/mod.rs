@@ -43,9 +43,11 @@ pub enum LoadError {
     },
 }
 
-/// A small payload standing for a client's first request (`req_pq_multi` is 40 bytes).
-pub(crate) fn probe_payload() -> [u8; 40] {
-    let mut payload = [0u8; 40];
+/// A small payload standing for a client's request: random bytes, so it looks like an
+/// encrypted MTProto message (a non-zero auth_key_id), of the 56 bytes at least that a proxy in
+/// middle-proxy mode requires of one.
+pub(crate) fn probe_payload() -> [u8; 64] {
+    let mut payload = [0u8; 64];
     rand::fill(&mut payload);
     payload
 }

@@ -49,4 +49,33 @@ pub enum Command {
     HashPassword,
     /// Print the embedded default configuration (a starting point for your own file).
     DefaultConfig,
+    /// Telegram's files for middle-proxy mode.
+    TelegramConfig {
+        /// What to do.
+        #[command(subcommand)]
+        action: TelegramConfigAction,
+    },
+    /// Run with the official `mtproto-proxy` command line (also used when the binary is
+    /// invoked as `mtproto-proxy`): `-u -p -H -S -P -M -C --nat-info -D --aes-pwd FILE CONF`.
+    #[command(name = "mtproto-proxy", disable_help_flag = true)]
+    MtprotoProxy {
+        /// The official options, as `mtproto-proxy` takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+/// `mtgate telegram-config …`.
+#[derive(Debug, Subcommand)]
+pub enum TelegramConfigAction {
+    /// Download proxy-secret and proxy-multi.conf from core.telegram.org into a directory,
+    /// keeping the previous files when a download is not valid.
+    Fetch {
+        /// Directory to write the files to.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Also fetch the IPv6 list (proxy-multi-v6.conf).
+        #[arg(long)]
+        ipv6: bool,
+    },
 }

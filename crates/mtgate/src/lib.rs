@@ -13,12 +13,14 @@
 //! - [`outbound`]: reaching a proxy client's destination, directly or through an upstream;
 //!   the named upstream pools (strategies, health checks, retries), changed at run time
 //!   through the [`admin`] API.
-//! - [`telegram`]: the DC table and direct-mode connections to DCs.
+//! - [`telegram`]: the DC table, direct-mode connections to DCs, and middle-proxy mode
+//!   (pools of multiplexed connections to Telegram's middle proxies, for the ad tag).
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.
 //! - [`telemetry`]: Prometheus metrics, the `/stats` page and their HTTP endpoint.
 //! - [`link`]: shareable `tg://` and `t.me` links and QR codes.
-//! - [`cli`] and [`commands`]: the command line; `main.rs` only dispatches.
+//! - [`cli`] and [`commands`]: the command line; `main.rs` only dispatches. [`official`]
+//!   maps the official `mtproto-proxy` command line onto a configuration.
 
 pub mod acl;
 pub mod admin;
@@ -31,6 +33,7 @@ pub mod inbound;
 pub mod link;
 pub mod listener;
 pub mod logging;
+pub mod official;
 pub mod outbound;
 pub mod privileges;
 pub mod random;

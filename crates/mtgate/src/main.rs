@@ -3,10 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mtgate::cli::{Cli, Command};
+use mtgate::cli::{Cli, Command, TelegramConfigAction};
 use mtgate::commands;
 
 fn main() -> ExitCode {
+    // Installed (or linked) as `mtproto-proxy`, the binary takes the official command line.
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    if std::path::Path::new(&program)
+        .file_name()
+        .is_some_and(|n| n == "mtproto-proxy")
+    {
+        return commands::mtproto_proxy::run(args.collect());
+    }
     match Cli::parse().command {
         Command::Run { config, user } => commands::run::run(config, user),
         Command::CheckConfig { file } => commands::check::check(file),
@@ -33,6 +42,10 @@ fn main() -> ExitCode {
             println!("{}", mtgate::auth::password::hash(password.as_bytes()));
             ExitCode::SUCCESS
         }
+        Command::MtprotoProxy { args } => commands::mtproto_proxy::run(args),
+        Command::TelegramConfig {
+            action: TelegramConfigAction::Fetch { dir, ipv6 },
+        } => commands::telegram_config::fetch(dir, ipv6),
         Command::DefaultConfig => {
             print!("{}", mtgate::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS

@@ -18,6 +18,8 @@ use crate::inbound::tcp::{self, TcpService};
 use crate::outbound::PoolSet;
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
+use crate::telegram::middle::MiddleProxies;
+use crate::telegram::middle::collector::MiddleCollector;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ReasonLabels;
 use crate::telemetry::pools::PoolCollector;
@@ -39,6 +41,8 @@ pub struct Shared {
     pub started: Instant,
     /// Upstream pools by name.
     pub pools: Arc<PoolSet>,
+    /// Middle-proxy pools, when a listener runs in middle mode.
+    pub middle: Option<Arc<MiddleProxies>>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -104,6 +108,18 @@ impl Server {
         registry.register_collector(Box::new(ProcessCollector));
         let pools = Arc::new(PoolSet::new(&config.pools));
         registry.register_collector(Box::new(PoolCollector::new(pools.clone())));
+        let stop_accepting = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+        let middle = config.telegram.middle.as_ref().map(|m| {
+            Arc::new(MiddleProxies::new(
+                m.clone(),
+                config.telegram.connect_timeout,
+                stop_background.clone(),
+            ))
+        });
+        if let Some(middle) = &middle {
+            registry.register_collector(Box::new(MiddleCollector(middle.clone())));
+        }
         let pool = BufferPool::new(
             config.limits.buffer_size,
             config.limits.buffered_bytes,
@@ -116,11 +132,10 @@ impl Server {
             gate: Arc::default(),
             started: Instant::now(),
             pools,
+            middle,
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
-        let stop_accepting = CancellationToken::new();
-        let stop_background = CancellationToken::new();
         let connections = TaskTracker::new();
 
         // Bind everything before serving anything, so a bad address fails the start cleanly.
@@ -229,6 +244,9 @@ impl Server {
             ));
         }
         tokio::spawn(evictor(shared.clone(), stop_background.clone()));
+        if let Some(middle) = &shared.middle {
+            tokio::spawn(middle.clone().refresh_loop());
+        }
         for (name, addr) in &bound {
             tracing::info!(listener = name, %addr, "listening");
         }
@@ -351,6 +369,11 @@ impl Server {
             || old.limits.buffered_bytes != new.limits.buffered_bytes
         {
             tracing::warn!("buffer limits changed: restart to apply");
+        }
+        match (&self.shared.middle, &new.telegram.middle) {
+            (Some(middle), Some(fresh)) => middle.reload(fresh.clone()),
+            (None, Some(_)) => tracing::warn!("middle mode enabled: restart to start it"),
+            _ => {}
         }
         self.shared
             .dc_table

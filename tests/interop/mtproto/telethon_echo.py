@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Interop: MTProto proxy clients nobody here wrote, through mtgate, to a fake DC.
+"""Interop: MTProto proxy clients nobody here wrote, through mtgate, to a fake DC (direct
+mode) or to a fake Telegram middle proxy (--middle: middle-proxy mode with an ad tag).
 
 Telethon's ConnectionTcpMTProxyAbridged, ConnectionTcpMTProxyIntermediate and
 ConnectionTcpMTProxyRandomizedIntermediate (plain and dd secrets), and TelethonFakeTLS's
@@ -7,7 +8,10 @@ ConnectionTcpMTProxyFakeTLS (ee secret; it sends no ChangeCipherSpec before its 
 over IPv4 and IPv6. Each connection sends frames of several sizes and checks that the fake DC's
 echo comes back byte for byte.
 
-Usage: telethon_echo.py MTGATE_BINARY FAKE_DC_BINARY
+In middle mode the fake middle proxy checks the RPC protocol (keys, handshake, CRC, CBC) and
+echoes each RPC_PROXY_REQ; it prints the ad tags it received, which must be exactly ours.
+
+Usage: telethon_echo.py MTGATE_BINARY MTGATE_BENCH_BINARY [--middle]
 """
 
 import asyncio
@@ -28,6 +32,7 @@ from TelethonFakeTLS import ConnectionTcpMTProxyFakeTLS
 
 DOMAIN = "cover.example"
 SECRET = secrets.token_hex(16)
+AD_TAG = secrets.token_hex(16)
 TIMEOUT = 20
 
 
@@ -48,7 +53,36 @@ def start_fake_dc(binary):
     return proc, line.split()[1]
 
 
-def start_mtgate(binary, dc_addr, workdir):
+def start_fake_middle(binary, workdir):
+    secret_file = os.path.join(workdir, "proxy-secret")
+    with open(secret_file, "wb") as f:
+        f.write(os.urandom(128))
+    proc = subprocess.Popen(
+        [binary, "fake-middle", "--listen", "127.0.0.1:0", "--secret-file", secret_file,
+         "--print-ad-tags"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening "), line
+    addr = line.split()[1]
+    conf_file = os.path.join(workdir, "proxy-multi.conf")
+    with open(conf_file, "w") as f:
+        f.write(f"default 2;\nproxy_for 2 {addr};\nproxy_for 4 {addr};\n")
+    telegram = f"""
+[telegram]
+mode = "middle"
+ad_tag = "{AD_TAG}"
+[telegram.middle]
+proxy_secret_file = "{secret_file}"
+proxy_config_file = "{conf_file}"
+min_connections = 1
+max_connections = 2
+"""
+    return proc, telegram
+
+
+def start_mtgate(binary, telegram, workdir):
     port = free_port()
     config = os.path.join(workdir, "mtgate.toml")
     with open(config, "w") as f:
@@ -59,8 +93,7 @@ state_dir = "{workdir}"
 shutdown_grace = "1s"
 [metrics]
 enabled = false
-[telegram]
-dc_overrides = {{ "2" = ["{dc_addr}"], "4" = ["{dc_addr}"] }}
+{telegram}
 [[mtproto]]
 name = "interop"
 listen = ["127.0.0.1:{port}", "[::1]:{port}"]
@@ -89,12 +122,17 @@ async def wait_for_port(host, port):
     raise RuntimeError(f"mtgate is not listening on {host}:{port}")
 
 
+# Middle mode forwards only what looks like MTProto: 56 bytes or more with a non-zero
+# auth_key_id (random bytes are), as the official proxy does.
+SIZES = (64, 1024, 4000, 100_000)
+
+
 async def echo_through(name, cls, host, port, secret, dc):
     loggers = collections.defaultdict(lambda: logging.getLogger("telethon"))
     conn = cls("149.154.167.51", 443, dc, loggers=loggers, proxy=(host, port, secret))
     await asyncio.wait_for(conn.connect(timeout=TIMEOUT), TIMEOUT)
     try:
-        for size in (8, 1024, 4000, 100_000):
+        for size in SIZES:
             payload = os.urandom(size)
             await conn.send(payload)
             echoed = await asyncio.wait_for(conn.recv(), TIMEOUT)
@@ -105,10 +143,17 @@ async def echo_through(name, cls, host, port, secret, dc):
     return name
 
 
-async def main(mtgate, fake_dc):
+async def main(mtgate, bench, middle):
     workdir = tempfile.mkdtemp(prefix="mtgate-interop-")
-    dc_proc, dc_addr = start_fake_dc(fake_dc)
-    proxy, port = start_mtgate(mtgate, dc_addr, workdir)
+    if middle:
+        dc_proc, telegram = start_fake_middle(bench, workdir)
+    else:
+        dc_proc, dc_addr = start_fake_dc(bench)
+        telegram = f"""
+[telegram]
+dc_overrides = {{ "2" = ["{dc_addr}"], "4" = ["{dc_addr}"] }}
+"""
+    proxy, port = start_mtgate(mtgate, telegram, workdir)
     cases = []
     try:
         await wait_for_port("127.0.0.1", port)
@@ -145,6 +190,10 @@ async def main(mtgate, fake_dc):
         dc_proc.terminate()
         proxy.wait(10)
         dc_proc.wait(10)
+    if middle:
+        tags = [l.split()[1] for l in dc_proc.stdout.read().split("\n") if l.startswith("ad_tag ")]
+        cases.append(("the middle proxy saw our ad tag and no other", None, None, None, None))
+        results.append("ok" if tags == [AD_TAG] else AssertionError(f"ad tags seen: {tags}"))
     failed = 0
     for (name, *_), result in zip(cases, results):
         if isinstance(result, BaseException):
@@ -152,7 +201,8 @@ async def main(mtgate, fake_dc):
             print(f"FAIL {name}: {type(result).__name__}: {result}")
         else:
             print(f"ok   {name}")
-    print(f"telethon interop: {len(cases) - failed} passed, {failed} failed")
+    mode = "middle" if middle else "direct"
+    print(f"telethon interop ({mode} mode): {len(cases) - failed} passed, {failed} failed")
     if failed:
         print(open(os.path.join(workdir, "mtgate.log")).read()[-4000:])
     return 1 if failed else 0
@@ -160,4 +210,4 @@ async def main(mtgate, fake_dc):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2])))
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], "--middle" in sys.argv[3:])))

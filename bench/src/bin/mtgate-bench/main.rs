@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! mtgate-bench fake-dc --listen 127.0.0.1:0 --listen [::1]:0 [--raw-echo]
+//! mtgate-bench fake-middle --listen 127.0.0.1:0 --secret-file proxy-secret
 //! mtgate-bench load --target 127.0.0.1:4433 --secret 'tg://proxy?…&secret=ee…' --measure-pid 1234
 //! mtgate-bench load --target 127.0.0.1:40000 --direct
 //! mtgate-bench echo-server --listen 127.0.0.1:0
@@ -10,6 +11,7 @@
 //! ```
 
 mod fake_dc_cmd;
+mod fake_middle_cmd;
 mod load_cmd;
 mod socks_connect_cmd;
 mod tcp_cmd;
@@ -29,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run a fake DC that echoes what proxies relay to it.
     FakeDc(fake_dc_cmd::FakeDcArgs),
+    /// Run a fake Telegram middle proxy that echoes RPC_PROXY_REQ payloads.
+    FakeMiddle(fake_middle_cmd::FakeMiddleArgs),
     /// Measure throughput, handshakes per second and memory per idle connection.
     Load(Box<load_cmd::LoadArgs>),
     /// Run a plain TCP echo server (a backend for load-balancer runs).
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::FakeDc(args) => fake_dc_cmd::run(args).await,
+            Command::FakeMiddle(args) => fake_middle_cmd::run(args).await,
             Command::Load(args) => load_cmd::run(*args).await,
             Command::EchoServer(args) => tcp_cmd::echo(args).await,
             Command::TcpLoad(args) => tcp_cmd::load(args).await,

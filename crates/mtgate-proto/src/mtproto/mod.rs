@@ -13,10 +13,12 @@
 //!    AES-256-CTR keys from it and the key; bytes 56..64 carry the transport tag and DC index.
 //! 4. Inside the encrypted stream the client speaks one of the [`transport`]s.
 //! 5. In direct mode the proxy opens its own obfuscated2 stream (no key) to the DC named by
-//!    the [`dc::DcId`] and relays.
+//!    the [`dc::DcId`] and relays. In middle-proxy mode it instead decodes the client's frames
+//!    and forwards them over shared connections to Telegram's middle proxies ([`middle`]).
 
 pub mod dc;
 pub mod faketls;
+pub mod middle;
 pub mod obfs2;
 pub mod replay;
 pub mod secret;

@@ -2,7 +2,9 @@
 
 pub mod check;
 pub mod link;
+pub mod mtproto_proxy;
 pub mod run;
+pub mod telegram_config;
 
 use std::path::PathBuf;
 

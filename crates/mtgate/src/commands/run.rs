@@ -14,7 +14,11 @@ use crate::telemetry::metrics::ReasonLabels;
 
 /// Runs the proxy until a termination signal.
 pub fn run(config: Option<PathBuf>, user: Option<String>) -> ExitCode {
-    let origin = super::origin(config);
+    run_origin(super::origin(config), user)
+}
+
+/// Runs the proxy from a configuration of any origin until a termination signal.
+pub fn run_origin(origin: Origin, user: Option<String>) -> ExitCode {
     let mut config = match Config::load_with_state(origin.clone(), true) {
         Ok(config) => config,
         Err(e) => {

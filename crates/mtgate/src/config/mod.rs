@@ -8,6 +8,7 @@
 //! - [`proxy`] and [`raw_proxy`]: the SOCKS5, HTTP and mixed proxy listeners;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
+pub mod middle;
 pub mod pool;
 pub mod proxy;
 pub mod raw;
@@ -21,12 +22,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::Secret;
 
+pub use middle::{AdTag, MiddleConfig, TelegramMode};
 pub use validate::{ConfigError, SecretSource};
 
 /// The configuration used when `mtgate run` is given no file: an MTProto proxy on port 8443
@@ -41,6 +44,9 @@ pub enum Origin {
     File(PathBuf),
     /// [`EMBEDDED_DEFAULT`].
     Embedded,
+    /// Text generated from another form (the official command line); reloads re-read the
+    /// files it names.
+    Generated(String),
 }
 
 /// A validated configuration.
@@ -109,6 +115,12 @@ pub struct TelegramConfig {
     pub default_dc: DcId,
     /// Replaced addresses per DC index.
     pub dc_overrides: HashMap<i16, Vec<SocketAddr>>,
+    /// Default mode of listeners.
+    pub mode: TelegramMode,
+    /// The ad tag sent in middle mode (users may have their own).
+    pub ad_tag: Option<AdTag>,
+    /// Middle-proxy settings and files; present when a listener uses middle mode.
+    pub middle: Option<Arc<MiddleConfig>>,
 }
 
 /// Client modes a listener accepts.
@@ -177,6 +189,8 @@ pub struct User {
     pub secret: Secret,
     /// Connections open at once.
     pub max_connections: Option<usize>,
+    /// This user's ad tag (middle mode), instead of the global one.
+    pub ad_tag: Option<AdTag>,
 }
 
 /// One `[[mtproto]]` listener.
@@ -188,6 +202,8 @@ pub struct MtprotoListener {
     pub listen: Vec<SocketAddr>,
     /// Accepted modes.
     pub modes: Modes,
+    /// How clients reach Telegram.
+    pub mode: TelegramMode,
     /// Host for links.
     pub public_host: Option<String>,
     /// Port for links.
@@ -235,6 +251,7 @@ impl Config {
     pub fn load_with_state(origin: Origin, save: bool) -> Result<Self, LoadError> {
         let text = match &origin {
             Origin::Embedded => EMBEDDED_DEFAULT.to_owned(),
+            Origin::Generated(text) => text.clone(),
             Origin::File(path) => std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("", format!("cannot read {}: {e}", path.display()))
             })?,

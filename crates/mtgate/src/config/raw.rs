@@ -147,6 +147,14 @@ pub struct RawTelegram {
     /// Keys are DC indexes as clients send them: `"-2"` media, `"10002"` test, `"203"` CDN.
     #[serde(default)]
     pub dc_overrides: BTreeMap<String, Vec<String>>,
+    /// "direct" (to the DCs) or "middle" (through Telegram's middle proxies, needed for the ad
+    /// tag). Listeners may override it.
+    pub mode: Option<String>,
+    /// The 16-byte proxy tag from @MTProxybot (32 hex digits); middle mode only.
+    pub ad_tag: Option<String>,
+    /// Middle-proxy mode settings.
+    #[serde(default)]
+    pub middle: RawMiddle,
 }
 
 impl Default for RawTelegram {
@@ -156,6 +164,58 @@ impl Default for RawTelegram {
             connect_timeout: defaults::dc_connect_timeout(),
             default_dc: defaults::default_dc(),
             dc_overrides: BTreeMap::new(),
+            mode: None,
+            ad_tag: None,
+            middle: RawMiddle::default(),
+        }
+    }
+}
+
+/// `[telegram.middle]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMiddle {
+    /// The proxy secret file (getProxySecret; the official `--aes-pwd`).
+    pub proxy_secret_file: Option<PathBuf>,
+    /// The middle-proxy list (getProxyConfig; the official `proxy-multi.conf`).
+    pub proxy_config_file: Option<PathBuf>,
+    /// NAT mappings `"local-ip:public-ip"` (the official `--nat-info`).
+    #[serde(default)]
+    pub nat_info: Vec<String>,
+    /// Serve clients in direct mode while no middle proxy of their DC is reachable.
+    #[serde(default)]
+    pub fallback_to_direct: bool,
+    /// Connections kept open per middle proxy (overrides the file's `min_connections`).
+    pub min_connections: Option<u32>,
+    /// Connections opened per middle proxy at most (overrides the file's `max_connections`).
+    pub max_connections: Option<u32>,
+    /// Clients multiplexed over one middle-proxy connection at most.
+    #[serde(default = "defaults::clients_per_connection")]
+    pub clients_per_connection: usize,
+    /// Bytes queued towards one client at most; a client that falls further behind is closed.
+    #[serde(default = "defaults::client_queue")]
+    pub client_queue: Size,
+    /// Keepalive interval; a connection silent for three intervals is replaced.
+    #[serde(default = "defaults::ping_interval")]
+    pub ping_interval: Dur,
+    /// How often both files are read again (SIGHUP also does).
+    #[serde(default = "defaults::refresh_interval")]
+    pub refresh_interval: Dur,
+}
+
+impl Default for RawMiddle {
+    fn default() -> Self {
+        Self {
+            proxy_secret_file: None,
+            proxy_config_file: None,
+            nat_info: Vec::new(),
+            fallback_to_direct: false,
+            min_connections: None,
+            max_connections: None,
+            clients_per_connection: defaults::clients_per_connection(),
+            client_queue: defaults::client_queue(),
+            ping_interval: defaults::ping_interval(),
+            refresh_interval: defaults::refresh_interval(),
         }
     }
 }
@@ -175,6 +235,8 @@ pub struct RawMtproto {
     pub public_host: Option<String>,
     /// Port put in links (default: the listen port).
     pub public_port: Option<u16>,
+    /// "direct" or "middle" for this listener (default: `telegram.mode`).
+    pub mode: Option<String>,
     /// Pass DC→client bytes through without re-encryption (see docs/fake-tls-and-masking.md).
     #[serde(default = "defaults::yes")]
     pub fast_mode: bool,
@@ -309,6 +371,8 @@ pub struct RawUserTable {
     pub secret: String,
     /// Connections this user may have open at once.
     pub max_connections: Option<usize>,
+    /// This user's ad tag (middle mode), instead of `telegram.ad_tag`.
+    pub ad_tag: Option<String>,
 }
 
 mod defaults {
@@ -364,6 +428,18 @@ mod defaults {
     }
     pub(super) fn mask_bytes() -> Size {
         Size(16 << 20)
+    }
+    pub(super) fn clients_per_connection() -> usize {
+        1024
+    }
+    pub(super) fn client_queue() -> Size {
+        Size(4 << 20)
+    }
+    pub(super) fn ping_interval() -> Dur {
+        Dur(Duration::from_secs(5))
+    }
+    pub(super) fn refresh_interval() -> Dur {
+        Dur(Duration::from_secs(24 * 3600))
     }
     pub(super) fn replay_capacity() -> usize {
         65_536

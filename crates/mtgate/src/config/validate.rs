@@ -2,12 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::SkewPolicy;
 use mtgate_proto::mtproto::secret::{self, Secret};
 
+use super::middle::{self, TelegramMode};
 use super::proxy::ProxyKind;
 use super::raw::{RawConfig, RawMtproto, RawSkew, RawUser};
 use super::{
@@ -99,11 +101,23 @@ pub fn validate(
         ));
     }
 
-    let telegram = TelegramConfig {
+    let mode = match &raw.telegram.mode {
+        Some(text) => TelegramMode::parse("telegram.mode", text)?,
+        None => TelegramMode::Direct,
+    };
+    let mut telegram = TelegramConfig {
         prefer_ipv6: raw.telegram.prefer_ipv6,
         connect_timeout: positive("telegram.connect_timeout", raw.telegram.connect_timeout.0)?,
         default_dc: DcId(raw.telegram.default_dc),
         dc_overrides: dc_overrides(&raw.telegram.dc_overrides)?,
+        mode,
+        ad_tag: raw
+            .telegram
+            .ad_tag
+            .as_deref()
+            .map(|t| middle::parse_ad_tag("telegram.ad_tag", t))
+            .transpose()?,
+        middle: None,
     };
     if telegram.default_dc.0 <= 0 {
         return Err(ConfigError::new(
@@ -140,7 +154,7 @@ pub fn validate(
                 format!("{name:?} is used twice"),
             ));
         }
-        let l = mtproto_listener(&at, name, listener, secrets)?;
+        let l = mtproto_listener(&at, name, listener, telegram.mode, secrets)?;
         for addr in &l.listen {
             if !bound.insert(*addr) {
                 return Err(ConfigError::new(
@@ -177,6 +191,17 @@ pub fn validate(
             kind, list, &mut names, &mut bound,
         )?);
     }
+    if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
+        let base = match &origin {
+            Origin::File(path) => path.parent(),
+            _ => None,
+        };
+        telegram.middle = Some(Arc::new(middle::middle_config(&raw.telegram.middle, base)?));
+    } else if telegram.ad_tag.is_some() {
+        tracing::warn!(
+            "telegram.ad_tag is set but no listener runs in middle mode: the ad tag needs mode = \"middle\""
+        );
+    }
     Ok(Config {
         origin,
         server,
@@ -199,8 +224,13 @@ fn mtproto_listener(
     at: &str,
     name: String,
     raw: RawMtproto,
+    default_mode: TelegramMode,
     secrets: &mut dyn SecretSource,
 ) -> Result<MtprotoListener, ConfigError> {
+    let mode = match &raw.mode {
+        Some(text) => TelegramMode::parse(&format!("{at}.mode"), text)?,
+        None => default_mode,
+    };
     if raw.listen.is_empty() {
         return Err(ConfigError::new(
             format!("{at}.listen"),
@@ -256,10 +286,13 @@ fn mtproto_listener(
     for (user_name, entry) in raw.users {
         let path = format!("{at}.users.{user_name}");
         check_name(&path, &user_name)?;
-        let (text, max_connections) = match entry {
-            RawUser::Secret(text) => (text, None),
-            RawUser::Table(t) => (t.secret, t.max_connections),
+        let (text, max_connections, ad_tag) = match entry {
+            RawUser::Secret(text) => (text, None, None),
+            RawUser::Table(t) => (t.secret, t.max_connections, t.ad_tag),
         };
+        let ad_tag = ad_tag
+            .map(|t| middle::parse_ad_tag(&format!("{path}.ad_tag"), &t))
+            .transpose()?;
         let secret = if text == "auto" {
             secrets
                 .auto_secret(&name, &user_name)
@@ -285,6 +318,7 @@ fn mtproto_listener(
             name: user_name,
             secret,
             max_connections,
+            ad_tag,
         });
     }
 
@@ -299,6 +333,7 @@ fn mtproto_listener(
         name,
         listen,
         modes,
+        mode,
         public_host: raw.public_host,
         public_port: raw.public_port,
         fast_mode: raw.fast_mode,

@@ -108,6 +108,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (*k, vec![v.parse().unwrap()]))
                 .collect(),
+            mode: crate::config::TelegramMode::Direct,
+            ad_tag: None,
+            middle: None,
         };
         DcTable::new(&config)
     }

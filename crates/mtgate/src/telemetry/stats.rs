@@ -41,6 +41,39 @@ impl StatsPage {
         line("resident_memory_bytes", &process.resident_bytes);
         line("cpu_seconds", &format!("{:.2}", process.cpu_seconds));
         line("open_fds", &process.open_fds);
+        if let Some(middle) = &shared.middle {
+            // The official proxy's names, so scripts written for its stats page keep working.
+            use crate::telegram::middle::counters::Counters;
+            let c = &middle.counters;
+            let (connections, clients) = middle.load();
+            line("ready_outbound_connections", &connections);
+            line("ext_connections", &clients);
+            line(
+                "ext_connections_created",
+                &Counters::get(&c.clients_created),
+            );
+            line(
+                "tot_forwarded_queries",
+                &Counters::get(&c.forwarded_queries),
+            );
+            line(
+                "tot_forwarded_responses",
+                &Counters::get(&c.forwarded_responses),
+            );
+            line("dropped_responses", &Counters::get(&c.dropped_responses));
+            line(
+                "tot_forwarded_simple_acks",
+                &Counters::get(&c.forwarded_simple_acks),
+            );
+            line(
+                "outbound_connections_created",
+                &Counters::get(&c.connections_created),
+            );
+            line(
+                "outbound_connection_failures",
+                &Counters::get(&c.connection_failures),
+            );
+        }
         for service in &self.services {
             let state = service.state();
             let name = service.name();

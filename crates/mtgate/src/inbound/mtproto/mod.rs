@@ -2,12 +2,14 @@
 //!
 //! A connection's life: the accept loop takes places in the global and listener gates; the
 //! [`handshake`] runs under the handshake deadline; a refused peer goes to [`masking`]; an
-//! authenticated client gets a [`session`] to its DC. The listener's users and settings live in
-//! an [`ArcSwap`] so a reload changes them for new connections without touching open ones.
+//! authenticated client gets a [`session`] to its DC, directly or through a [`middle`] proxy.
+//! The listener's users and settings live in an [`ArcSwap`] so a reload changes them for new
+//! connections without touching open ones.
 
 pub mod filters;
 pub mod handshake;
 pub mod masking;
+pub mod middle;
 pub mod reason;
 pub mod replay;
 pub mod session;

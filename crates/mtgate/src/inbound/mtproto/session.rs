@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use super::ListenerState;
 use super::filters::{ClientToDc, DcToClient};
 use super::handshake::{Established, Mode};
-use crate::config::MtprotoListener;
+use super::middle::{self, MiddleSession};
+use crate::config::{MtprotoListener, TelegramMode};
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{ConnEntry, RelayEnd, relay};
 use crate::server::Shared;
@@ -48,6 +49,19 @@ pub async fn run(
     drop(labels);
     open.inc();
 
+    let est = if config.mode == TelegramMode::Middle {
+        let middle = Box::pin(through_middle(&client, peer, est, state, shared, entry));
+        match middle.await {
+            Some(est) => est,
+            None => {
+                open.dec();
+                return;
+            }
+        }
+    } else {
+        est
+    };
+
     let opening = Box::pin(open_dc(peer, est, config, shared, entry));
     if let Some(opened) = opening.await {
         let Opened {
@@ -79,6 +93,73 @@ pub async fn run(
         }
     }
     open.dec();
+}
+
+/// Serves the client through a middle proxy. Gives the client back when no middle proxy
+/// is reachable and falling back to direct mode is allowed.
+async fn through_middle(
+    client: &TcpStream,
+    peer: SocketAddr,
+    est: Box<Established>,
+    state: &ListenerState,
+    shared: &Shared,
+    entry: &ConnEntry,
+) -> Option<Box<Established>> {
+    let config = &state.config;
+    let Some(middle) = shared.middle.as_ref() else {
+        count_error(shared, config, "middle_not_configured");
+        return None;
+    };
+    let connecting = Box::pin(middle.connect(est.dc));
+    let link = tokio::select! {
+        link = connecting => link,
+        () = entry.killed().cancelled() => return None,
+    };
+    let settings = middle.config();
+    let link = match link {
+        Ok(link) => link,
+        Err(e) if settings.fallback_to_direct => {
+            tracing::info!(listener = config.name, dc = est.dc.0, error = %e, "middle proxy unavailable: serving in direct mode");
+            count_error(shared, config, "middle_fallback_direct");
+            return Some(est);
+        }
+        Err(e) => {
+            tracing::warn!(listener = config.name, dc = est.dc.0, error = %e, "cannot reach a middle proxy");
+            count_error(shared, config, e.reason());
+            return None;
+        }
+    };
+    let user = &config.users[est.user];
+    let local = client.local_addr().unwrap_or(peer);
+    let bytes = |direction| {
+        let labels = BytesLabels {
+            listener: config.name.clone(),
+            user: user.name.clone(),
+            direction,
+        };
+        shared.metrics.bytes.get_or_create(&labels).clone()
+    };
+    let (up, down) = (bytes("client_to_dc"), bytes("dc_to_client"));
+    let session = MiddleSession {
+        peer,
+        proxy: SocketAddr::new(settings.translate(local.ip()), local.port()),
+        ad_tag: user.ad_tag.or(shared.config().telegram.ad_tag),
+        max_frame: config.max_frame,
+        idle_timeout: config.idle_timeout,
+        entry,
+        up: &up,
+        down: &down,
+    };
+    tracing::debug!(listener = config.name, user = user.name, %peer, dc = est.dc.0, endpoint = %link.conn.endpoint, "middle session started");
+    match middle::run(client, *est, link, session).await {
+        middle::End::Finished => {}
+        middle::End::Killed => count_error(shared, config, "closed_by_proxy"),
+        middle::End::Middle(reason) | middle::End::Client(reason) => {
+            tracing::debug!(listener = config.name, %peer, reason, "middle session ended");
+            count_error(shared, config, reason);
+        }
+    }
+    None
 }
 
 /// What the relay needs once the DC side is open.
