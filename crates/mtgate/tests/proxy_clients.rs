@@ -369,3 +369,84 @@ async fn a_listener_can_send_everything_through_an_upstream_proxy() {
     second.shutdown(Duration::from_secs(1)).await;
     first.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn listeners_and_users_can_go_out_through_a_named_pool() {
+    let echo = Echo::start().await;
+    let first = server(config()).await;
+    let upstream = addr(&first, "socks-open", false);
+    let second = server(&format!(
+        r#"
+        [[pool]]
+        name = "exits"
+        strategy = "least-connections"
+        servers = [{{ url = "socks5h://{upstream}", name = "exit-1" }}]
+        [[pool]]
+        name = "vip"
+        servers = [{{ url = "http://{http}", name = "exit-vip" }}]
+        [[socks5]]
+        name = "front"
+        listen = ["127.0.0.1:0"]
+        upstream_pool = "exits"
+        rules = [{{ action = "allow", cidrs = ["127.0.0.0/8"] }}]
+        users = {{ alice = "alice-password", bob = {{ password = "bob-password", upstream_pool = "vip" }} }}
+        "#,
+        http = addr(&first, "mixed", false),
+    ))
+    .await;
+    let front = addr(&second, "front", false);
+    for (user, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
+        let proxy: Proxy = format!("socks5h://{user}:{password}@{front}")
+            .parse()
+            .unwrap();
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            proxy.connect(format!("localhost:{}", echo.v4.port()).as_str()),
+        )
+        .await
+        .expect("in time")
+        .unwrap();
+        stream.write_all(b"abc").await.unwrap();
+        let mut got = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"abc");
+    }
+    let pools = &second.shared().pools;
+    let served = |pool: &str| pools.get(pool).unwrap().pool.stats()[0].successes;
+    assert_eq!((served("exits"), served("vip")), (1, 1));
+    second.shutdown(Duration::from_secs(1)).await;
+    first.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn an_unknown_upstream_pool_is_a_config_error() {
+    let text = r#"
+        [[socks5]]
+        listen = ["127.0.0.1:0"]
+        upstream_pool = "nowhere"
+        "#;
+    let raw = mtgate::config::parse_raw(text).unwrap();
+    let error =
+        mtgate::config::validate::validate(raw, mtgate::config::Origin::Embedded, &mut NoSecrets)
+            .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no [[pool]] is named \"nowhere\""),
+        "{error}"
+    );
+}
+
+struct NoSecrets;
+impl mtgate::config::SecretSource for NoSecrets {
+    fn auto_secret(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<mtgate_proto::mtproto::secret::Secret, String> {
+        Err("none".into())
+    }
+}

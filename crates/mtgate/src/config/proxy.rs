@@ -42,12 +42,13 @@ impl ProxyKind {
         matches!(self, Self::Http | Self::Mixed)
     }
 }
-
-/// Upstream proxies: pool members, each a chain of one or more hops.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// The members.
-    pub members: Vec<Chain>,
+/// Where a listener's or user's connections go out.
+#[derive(Debug, Clone)]
+pub enum UpstreamConfig {
+    /// Through a pool of these proxies (chains), round-robin with the defaults.
+    Members(Vec<Chain>),
+    /// Through the named `[[pool]]`.
+    Pool(String),
 }
 
 /// One proxy user.

@@ -62,6 +62,9 @@ pub struct RawProxyListener {
     /// each a pool member; a member may be a chain `"url -> url"`.
     #[serde(default)]
     pub upstream: Vec<String>,
+    /// Send every connection through this `[[pool]]` instead (its health checks, strategy and
+    /// retries apply); not together with `upstream`.
+    pub upstream_pool: Option<String>,
     /// HTTP and mixed: add a `Via` header to forwarded requests and responses.
     pub via: Option<bool>,
     /// HTTP and mixed: the realm of the 407 challenge (default "mtgate").
@@ -98,6 +101,8 @@ pub struct RawProxyUserTable {
     /// Upstream for this user only (same form as the listener's).
     #[serde(default)]
     pub upstream: Vec<String>,
+    /// A `[[pool]]` for this user only, instead of `upstream`.
+    pub upstream_pool: Option<String>,
 }
 
 /// One allow/deny rule. Empty lists match anything.

@@ -191,6 +191,22 @@ pub fn validate(
             kind, list, &mut names, &mut bound,
         )?);
     }
+    for listener in &proxies {
+        let named = std::iter::once(&listener.upstream)
+            .chain(listener.users.iter().map(|u| &u.upstream))
+            .filter_map(|u| match u {
+                Some(super::proxy::UpstreamConfig::Pool(name)) => Some(name),
+                _ => None,
+            });
+        for name in named {
+            if !pools.iter().any(|p| &p.name == name) {
+                return Err(ConfigError::new(
+                    format!("{}.upstream_pool", listener.name),
+                    format!("no [[pool]] is named {name:?}"),
+                ));
+            }
+        }
+    }
     if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
         let base = match &origin {
             Origin::File(path) => path.parent(),

@@ -221,7 +221,11 @@ fn listener_config(
         },
         lockout,
         proxy_protocol,
-        upstream: upstream(&format!("{at}.upstream"), &raw.upstream)?,
+        upstream: upstream(
+            &format!("{at}.upstream"),
+            &raw.upstream,
+            raw.upstream_pool.as_deref(),
+        )?,
         http: HttpSettings {
             connect_ports,
             via: raw.via.unwrap_or(false),
@@ -241,6 +245,7 @@ fn user(path: &str, name: String, raw: RawProxyUser) -> Result<ProxyUser, Config
             bandwidth: None,
             rules: Vec::new(),
             upstream: Vec::new(),
+            upstream_pool: None,
         },
         RawProxyUser::Table(table) => table,
     };
@@ -267,7 +272,11 @@ fn user(path: &str, name: String, raw: RawProxyUser) -> Result<ProxyUser, Config
         max_connections: table.max_connections,
         bandwidth,
         rules: rules(&format!("{path}.rules"), &table.rules)?,
-        upstream: upstream(&format!("{path}.upstream"), &table.upstream)?,
+        upstream: upstream(
+            &format!("{path}.upstream"),
+            &table.upstream,
+            table.upstream_pool.as_deref(),
+        )?,
     })
 }
 
@@ -418,7 +427,20 @@ fn ports(path: &str, raw: &[RawPorts]) -> Result<Vec<RangeInclusive<u16>>, Confi
         .collect()
 }
 
-fn upstream(path: &str, raw: &[String]) -> Result<Option<UpstreamConfig>, ConfigError> {
+fn upstream(
+    path: &str,
+    raw: &[String],
+    pool: Option<&str>,
+) -> Result<Option<UpstreamConfig>, ConfigError> {
+    if let Some(pool) = pool {
+        if !raw.is_empty() {
+            return Err(ConfigError::new(
+                path,
+                "give either upstream (proxy URLs) or upstream_pool (a [[pool]] name), not both",
+            ));
+        }
+        return Ok(Some(UpstreamConfig::Pool(pool.to_owned())));
+    }
     if raw.is_empty() {
         return Ok(None);
     }
@@ -430,7 +452,7 @@ fn upstream(path: &str, raw: &[String]) -> Result<Option<UpstreamConfig>, Config
                 .map_err(|e| ConfigError::new(path, format!("{:?}: {e}", redact(member))))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(UpstreamConfig { members }))
+    Ok(Some(UpstreamConfig::Members(members)))
 }
 
 /// A URL without its password, for error messages.

@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 use crate::acl::{self, Command, Destination, Rule, Verdict};
 
 /// How to reach destinations for one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Route<'a> {
     /// Rule lists in order (the user's, then the listener's).
     pub rules: [&'a [Rule]; 2],
-    /// The upstream pool, if traffic goes through one.
-    pub pool: Option<&'a Pool>,
+    /// The upstream pool, if traffic goes through one (a clone: pools are shared handles).
+    pub pool: Option<Pool>,
     /// Budget for resolving and connecting.
     pub timeout: Duration,
 }
@@ -156,7 +156,7 @@ pub async fn allowed_addresses(
 
 /// Opens a TCP connection to `target`, directly or through the route's pool.
 pub async fn connect(target: &Address, route: &Route<'_>) -> Result<Dialed, OutboundError> {
-    if let Some(pool) = route.pool {
+    if let Some(pool) = &route.pool {
         // The upstream resolves names; rules still apply to names, ports and IP literals.
         let ip = match target {
             Address::Socket(addr) => Some(addr.ip()),

@@ -8,7 +8,7 @@ use mtgate_client::Pool;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::service::{Buckets, ProxyService, ProxyState};
+use super::service::{Buckets, ProxyService, ProxyState, Upstream};
 use crate::auth::{Authenticated, UserEntry};
 use crate::config::proxy::ProxyListener;
 use crate::outbound::Route;
@@ -70,10 +70,19 @@ impl Ctx<'_> {
         }
     }
 
-    /// The upstream pool for `user`: the user's own, else the listener's.
-    pub fn pool(&self, user: Option<&UserEntry>) -> Option<&Pool> {
-        user.and_then(|u| self.state.user_pools.get(&u.config.name))
-            .or(self.state.pool.as_ref())
+    /// The upstream pool for `user`: the user's own, else the listener's. A named `[[pool]]`
+    /// that a reload just removed comes back empty (connections fail, never go direct).
+    pub fn pool(&self, user: Option<&UserEntry>) -> Option<Pool> {
+        let upstream = user
+            .and_then(|u| self.state.user_pools.get(&u.config.name))
+            .or(self.state.pool.as_ref())?;
+        Some(match upstream {
+            Upstream::Own(pool) => pool.clone(),
+            Upstream::Named(name) => match self.shared.pools.get(name) {
+                Some(entry) => entry.pool.clone(),
+                None => Pool::builder().build(),
+            },
+        })
     }
 
     /// The bandwidth buckets of `user`, if limited.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use mtgate_client::pool::Upstream;
+use mtgate_client::pool::Upstream as PoolMember;
 use mtgate_client::{ConnectOptions, Pool};
 
 use crate::auth::{Lockout, Users};
@@ -22,10 +22,10 @@ pub struct ProxyState {
     pub config: ProxyListener,
     /// Users.
     pub users: Users,
-    /// The listener's upstream pool.
-    pub pool: Option<Pool>,
-    /// Upstream pools of users that have their own.
-    pub user_pools: HashMap<String, Pool>,
+    /// The listener's upstream.
+    pub pool: Option<Upstream>,
+    /// Upstreams of users that have their own.
+    pub user_pools: HashMap<String, Upstream>,
     /// Bandwidth buckets of users that have a limit.
     pub buckets: HashMap<String, Buckets>,
 }
@@ -126,13 +126,27 @@ fn build_state(config: ProxyListener, gates: &mut HashMap<String, Arc<Gate>>) ->
     }
 }
 
-fn build_pool(upstream: &UpstreamConfig, options: &ConnectOptions) -> Pool {
-    upstream
-        .members
-        .iter()
-        .fold(Pool::builder(), |b, chain| {
-            b.upstream(Upstream::new(chain.clone()))
-        })
-        .connect_options(options.clone())
-        .build()
+fn build_pool(upstream: &UpstreamConfig, options: &ConnectOptions) -> Upstream {
+    match upstream {
+        UpstreamConfig::Members(members) => Upstream::Own(
+            members
+                .iter()
+                .fold(Pool::builder(), |b, chain| {
+                    b.upstream(PoolMember::new(chain.clone()))
+                })
+                .connect_options(options.clone())
+                .build(),
+        ),
+        UpstreamConfig::Pool(name) => Upstream::Named(name.clone()),
+    }
+}
+
+/// Where a listener's or a user's connections go out.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// A pool built from the listener's `upstream` list.
+    Own(Pool),
+    /// A `[[pool]]`, looked up by name for each connection (so reloads and the admin API
+    /// apply at once).
+    Named(String),
 }
