@@ -9,6 +9,8 @@
 //!   (handshake, masking, session).
 //! - [`inbound::tcp`] with [`outbound`]: the layer-4 load balancer over upstream pools
 //!   (strategies, health checks, retries, runtime changes through the [`admin`] API).
+//! - [`inbound::websocket`]: the WebSocket endpoint (ws/wss, auth, limits, heartbeats) over
+//!   upstream pools.
 //! - [`telegram`]: the DC table and direct-mode connections to DCs.
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.

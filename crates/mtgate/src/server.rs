@@ -15,6 +15,7 @@ use crate::config::{Config, TelegramConfig};
 use crate::gate::Gate;
 use crate::inbound::mtproto::{self, MtprotoService};
 use crate::inbound::tcp::{self, TcpService};
+use crate::inbound::websocket::{self, WebsocketService, WebsocketState};
 use crate::outbound::PoolSet;
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
@@ -39,6 +40,8 @@ pub struct Shared {
     pub started: Instant,
     /// Upstream pools by name.
     pub pools: Arc<PoolSet>,
+    /// Live WebSocket sessions and their metrics.
+    pub websocket: Arc<WebsocketState>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -87,6 +90,7 @@ pub struct Server {
     shared: Arc<Shared>,
     services: Vec<Arc<MtprotoService>>,
     tcp_services: Vec<Arc<TcpService>>,
+    ws_services: Vec<Arc<WebsocketService>>,
     bound: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
@@ -115,6 +119,7 @@ impl Server {
             gate: Arc::default(),
             started: Instant::now(),
             pools,
+            websocket: Arc::new(WebsocketState::register(&mut registry)),
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
@@ -155,6 +160,23 @@ impl Server {
                 tcp_listeners.push((listener, service.clone()));
             }
             tcp_services.push(service);
+        }
+        let mut ws_listeners = Vec::new();
+        let mut ws_services = Vec::new();
+        for listener_config in &config.websocket {
+            let service = Arc::new(WebsocketService::new(listener_config.clone()));
+            for addr in &listener_config.listen {
+                let bind = crate::listener::bind_with_backlog(*addr, listener_config.backlog);
+                let listener = bind.map_err(|source| StartError::Bind {
+                    listener: listener_config.name.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+                let local = listener.local_addr().unwrap_or(*addr);
+                bound.push((listener_config.name.clone(), local));
+                ws_listeners.push((listener, service.clone()));
+            }
+            ws_services.push(service);
         }
         let admin_listener = match &config.admin {
             Some(admin) => Some((
@@ -200,6 +222,15 @@ impl Server {
                 connections.clone(),
             ));
         }
+        for (listener, service) in ws_listeners {
+            tokio::spawn(websocket::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
         if let Some((listener, token)) = admin_listener {
             tokio::spawn(crate::admin::serve(
                 listener,
@@ -231,6 +262,7 @@ impl Server {
             shared,
             services,
             tcp_services,
+            ws_services,
             bound,
             metrics_addr,
             admin_addr,
@@ -302,6 +334,15 @@ impl Server {
                     }
                     service.apply(listener.clone());
                 }
+                None => tracing::warn!(
+                    listener = listener.name,
+                    "new listener: restart to start it"
+                ),
+            }
+        }
+        for listener in &new.websocket {
+            match self.ws_services.iter().find(|s| s.name() == listener.name) {
+                Some(service) => service.apply(listener.clone()),
                 None => tracing::warn!(
                     listener = listener.name,
                     "new listener: restart to start it"

@@ -10,8 +10,10 @@
 pub mod pool;
 pub mod raw;
 pub mod raw_pool;
+pub mod raw_websocket;
 pub mod units;
 pub mod validate;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +62,8 @@ pub struct Config {
     pub tcp: Vec<pool::TcpListenerConfig>,
     /// The admin API, if enabled.
     pub admin: Option<pool::AdminConfig>,
+    /// WebSocket listeners forwarding to pools.
+    pub websocket: Vec<websocket::WebsocketListenerConfig>,
 }
 
 /// Process-wide settings.

@@ -37,6 +37,9 @@ pub struct RawConfig {
     pub tcp: Vec<super::raw_pool::RawTcp>,
     /// The admin API.
     pub admin: Option<super::raw_pool::RawAdmin>,
+    /// WebSocket listeners forwarding to pools.
+    #[serde(default)]
+    pub websocket: Vec<super::raw_websocket::RawWebsocket>,
 }
 
 /// `[server]`.

@@ -2,3 +2,4 @@
 
 pub mod mtproto;
 pub mod tcp;
+pub mod websocket;
