@@ -163,6 +163,9 @@ fn server_config(backends: &[SocketAddr], extra: &str) -> String {
 [server]
 log_level = "warn"
 
+[metrics]
+listen = "127.0.0.1:0"
+
 [admin]
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
@@ -264,12 +267,18 @@ async fn text_binary_fragments_and_subprotocols() {
     // The admin API lists the session.
     let admin = server.admin_addr().unwrap();
     let listing = admin_get(admin, "/websockets").await;
-    assert!(listing.contains("\"path\":\"/echo/room\""), "{listing}");
-    assert!(listing.contains("\"protocol\":\"mb.v1\""), "{listing}");
+    assert!(listing.contains(r#""path": "/echo/room""#), "{listing}");
+    assert!(listing.contains(r#""protocol": "mb.v1""#), "{listing}");
 
     // A close is carried end to end and echoed.
     ws.write_frame(Frame::close(4000, b"bye")).await.unwrap();
     assert_eq!(expect_close(&mut ws).await, (4000, "bye".to_owned()));
+    let metrics = http_get(server.metrics_addr().unwrap(), "/metrics").await;
+    let closes = r#"mtgate_websocket_closes_total{listener="websocket",reason="client"} 1"#;
+    assert!(metrics.contains(closes), "{metrics}");
+    let messages =
+        r#"mtgate_websocket_messages_total{listener="websocket",direction="client_to_backend"} 4"#;
+    assert!(metrics.contains(messages), "{metrics}");
     server.shutdown(Duration::from_secs(1)).await;
     backend.task.abort();
 }
