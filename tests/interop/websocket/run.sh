@@ -83,7 +83,7 @@ consecutive_failures = 1
 listen = ["127.0.0.1:$port_ws"]
 routes = [{ path = "/mb", pool = "echo" }]
 TOML
-start mtgate "$target/debug/mtgate" run "$work/mtgate.toml"
+start mtgate "$target/debug/mtgate" run --config "$work/mtgate.toml"
 wait_port "$port_ws" mtgate
 url="ws://127.0.0.1:$port_ws/mb"
 
@@ -109,7 +109,7 @@ cat "$work/shutdown-client.log"
 timeout 30 tail --pid="$(cat "$work/mtgate.pid")" -f /dev/null || true
 
 log "backend killed mid-session"
-start mtgate "$target/debug/mtgate" run "$work/mtgate.toml"
+start mtgate "$target/debug/mtgate" run --config "$work/mtgate.toml"
 wait_port "$port_ws" mtgate
 timeout 60 node "$here/failover.js" "$url" "$work"
 log "all websocket interop checks passed"
