@@ -43,6 +43,9 @@ if [ "$interop" = 1 ]; then
 
     step "interop: websocket listener with Node ws (npm) and Python websockets"
     timeout 900 tests/interop/websocket/run.sh
+
+    step "interop: Autobahn cases 1-10 through the websocket listener (kosoku)"
+    timeout 1500 tests/interop/websocket/autobahn.sh
 fi
 
 if [ "$fuzz" = 1 ]; then
