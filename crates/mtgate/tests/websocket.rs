@@ -554,3 +554,85 @@ async fn wss_with_client_certificates() {
     let _ = std::fs::remove_dir_all(dir);
     let _: Option<Bytes> = None;
 }
+
+#[tokio::test]
+async fn idle_timeout_connection_cap_and_handshake_timeout() {
+    let backend = Backend::start("a").await;
+    let extra = "idle_timeout = \"300ms\"\nmax_connections = 1\nhandshake_timeout = \"300ms\"";
+    let (server, addr) = start(&[backend.addr], extra).await;
+    let mut ws = ws_connect(addr, "/echo", "").await;
+    // The listener is full: the next connection is told so.
+    let page = http_get(addr, "/echo").await;
+    assert!(page.starts_with("HTTP/1.1 503"), "{page}");
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1001, "idle timeout"));
+    drop(ws);
+    // A client that never sends its request is dropped after the handshake timeout (once the
+    // idle session has let go of the listener's only slot).
+    let mut answered = Vec::new();
+    for _ in 0..50 {
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let reading = common::read_until_close(&mut silent);
+        answered = tokio::time::timeout(T, reading).await.unwrap();
+        if answered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answered.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+    backend.task.abort();
+}
+
+struct NoAuto;
+impl mtgate::config::SecretSource for NoAuto {
+    fn auto_secret(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<mtgate_proto::mtproto::secret::Secret, String> {
+        Err("none".into())
+    }
+}
+
+#[test]
+fn invalid_configurations_say_where() {
+    let route = "routes = [{ path = \"/echo\", pool = \"echo\" }]";
+    let cases = [
+        (
+            Some("routes = [{ path = \"/x\", pool = \"nope\" }]"),
+            "",
+            "websocket[0].routes[0].pool",
+        ),
+        (
+            Some("routes = [{ path = \"x\", pool = \"echo\" }]"),
+            "",
+            "websocket[0].routes[0].path",
+        ),
+        (Some("routes = []"), "", "websocket[0].routes"),
+        (None, "max_payload = 10", "websocket[0].max_payload"),
+        (
+            None,
+            "[websocket.auth]\ntokens = [\"short\"]",
+            "websocket[0].auth",
+        ),
+        (
+            None,
+            "[websocket.tls]\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"",
+            "websocket[0].tls.cert",
+        ),
+        (None, "max_payloads = 10", "line"),
+    ];
+    for (routes, extra, path) in cases {
+        let base = server_config(&["127.0.0.1:1".parse().unwrap()], extra);
+        let text = base.replacen(route, routes.unwrap_or(route), 1);
+        let parsed =
+            mtgate::config::Config::parse(&text, mtgate::config::Origin::Embedded, &mut NoAuto);
+        let err = parsed.expect_err(extra);
+        assert!(err.path.starts_with(path), "{extra}: {err}");
+    }
+}

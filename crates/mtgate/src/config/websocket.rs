@@ -144,7 +144,7 @@ fn one(
         .map(|(j, r)| route(&format!("{at}.routes[{j}]"), r, pools))
         .collect::<Result<Vec<_>, _>>()?;
     // Longest path first, host-specific before any-host: the first match wins.
-    routes.sort_by(|a, b| (b.path.len(), b.host.is_some()).cmp(&(a.path.len(), a.host.is_some())));
+    routes.sort_by_key(|r| std::cmp::Reverse((r.path.len(), r.host.is_some())));
     if l.max_payload < MIN_PAYLOAD {
         return Err(ConfigError::new(
             format!("{at}.max_payload"),
