@@ -271,7 +271,9 @@ async fn open(
     let upgrade = match handshake::check(&request, config) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
-            tracing::debug!(listener = service.name, %peer, target = ?request.target, %refusal, "upgrade refused");
+            // The query is left out of logs: it may carry a secret.
+            let path = request.target.split(['?', '#']).next().unwrap_or("");
+            tracing::debug!(listener = service.name, %peer, path = ?path, %refusal, "upgrade refused");
             count(shared, service, refusal.label());
             let _ = refuse(&mut client, refusal).await;
             return None;
