@@ -636,3 +636,38 @@ fn invalid_configurations_say_where() {
         assert!(err.path.starts_with(path), "{extra}: {err}");
     }
 }
+
+#[tokio::test]
+async fn websocket_health_check_takes_out_a_backend_that_does_not_upgrade() {
+    let good = Backend::start("good").await;
+    // Answers every request with a 404: alive for a tcp check, dead for a websocket one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = listener.local_addr().unwrap();
+    let not_ws = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = read_request(&mut stream, &Limits::default()).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let text = server_config(&[good.addr, bad], "").replace(
+        "[pool.retry]",
+        "[pool.health]\ncheck = \"websocket\"\npath = \"/echo\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n[pool.retry]",
+    );
+    let server = Server::start(config(&text)).await.unwrap();
+    let addr = server.local_addrs("websocket")[0];
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..6 {
+        let mut ws = ws_connect(addr, "/echo", "").await;
+        ws.write_frame(Frame::text(Payload::Borrowed(b"whoami")))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut ws).await.2, b"good");
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+    good.task.abort();
+    not_ws.abort();
+}
