@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use mtgate_proto::http1::Limits;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -40,8 +39,7 @@ use backend::BackendError;
 use handshake::Refusal;
 use live::{DirectionLabels, LiveSession};
 use message::MessageLimits;
-use prefixed::Prefixed;
-use session::{BoxIo, Timing};
+use session::{BoxWrite, Halves, Timing};
 
 pub use live::WebsocketState;
 
@@ -152,8 +150,8 @@ fn count(shared: &Shared, service: &WebsocketService, reason: &'static str) {
 
 /// What the handshake phase produced.
 struct Opened {
-    client: BoxIo,
-    backend: BoxIo,
+    client: Halves,
+    backend: Halves,
     live: LiveSession,
 }
 
@@ -245,13 +243,13 @@ async fn open(
     shared: &Shared,
     config: &WebsocketListenerConfig,
 ) -> Option<Opened> {
-    let mut client: BoxIo = match &service.tls {
-        None => Box::new(tcp),
+    let mut client = match &service.tls {
+        None => Halves::tcp(tcp),
         Some(tls) => match tokio_rustls::TlsAcceptor::from(tls.clone())
             .accept(tcp)
             .await
         {
-            Ok(tls) => Box::new(tls),
+            Ok(tls) => Halves::split(tls),
             Err(e) => {
                 tracing::debug!(listener = service.name, %peer, error = %e, "TLS handshake failed");
                 count(shared, service, "tls");
@@ -259,12 +257,12 @@ async fn open(
             }
         },
     };
-    let (request, early) = match head_io::read_request(&mut client, &Limits::default()).await {
+    let (request, early) = match head_io::read_request(&mut client.read, &Limits::default()).await {
         Ok(pair) => pair,
         Err(e) => {
             tracing::debug!(listener = service.name, %peer, error = %e, "no upgrade request");
             count(shared, service, "bad_request");
-            let _ = refuse(&mut client, Refusal::BadRequest("malformed request")).await;
+            let _ = refuse(&mut client.write, Refusal::BadRequest("malformed request")).await;
             return None;
         }
     };
@@ -275,7 +273,7 @@ async fn open(
             let path = request.target.split(['?', '#']).next().unwrap_or("");
             tracing::debug!(listener = service.name, %peer, path = ?path, %refusal, "upgrade refused");
             count(shared, service, refusal.label());
-            let _ = refuse(&mut client, refusal).await;
+            let _ = refuse(&mut client.write, refusal).await;
             return None;
         }
     };
@@ -284,7 +282,7 @@ async fn open(
         refusal
     };
     let Some(pool) = shared.pools.get(&upgrade.route.pool) else {
-        let _ = refuse(&mut client, refuse_with(Refusal::BadGateway)).await;
+        let _ = refuse(&mut client.write, refuse_with(Refusal::BadGateway)).await;
         return None;
     };
     let key = match peer.ip().to_canonical() {
@@ -295,7 +293,7 @@ async fn open(
         Ok(stream) => stream,
         Err(e) => {
             tracing::info!(listener = service.name, pool = upgrade.route.pool, %peer, error = %e, "no backend");
-            let _ = refuse(&mut client, refuse_with(Refusal::BadGateway)).await;
+            let _ = refuse(&mut client.write, refuse_with(Refusal::BadGateway)).await;
             return None;
         }
     };
@@ -315,17 +313,17 @@ async fn open(
                 "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
                 reason.replace(['\r', '\n'], "")
             );
-            let _ = client.write_all(answer.as_bytes()).await;
+            let _ = client.write.write_all(answer.as_bytes()).await;
             return None;
         }
         Err(e) => {
             tracing::info!(listener = service.name, backend = backend_name, %peer, error = %e, "backend handshake failed");
-            let _ = refuse(&mut client, refuse_with(Refusal::BadGateway)).await;
+            let _ = refuse(&mut client.write, refuse_with(Refusal::BadGateway)).await;
             return None;
         }
     };
     let answer = handshake::switching_protocols(&upgrade.key, accepted.protocol.as_deref());
-    if client.write_all(&answer).await.is_err() || client.flush().await.is_err() {
+    if client.write.write_all(&answer).await.is_err() || client.write.flush().await.is_err() {
         return None;
     }
     let path = upgrade
@@ -347,21 +345,13 @@ async fn open(
         down: Default::default(),
     };
     Some(Opened {
-        client: prefixed(early, client),
-        backend: prefixed(accepted.rest, Box::new(stream)),
+        client: client.prefixed(early),
+        backend: Halves::split(stream).prefixed(accepted.rest),
         live,
     })
 }
 
-fn prefixed(early: Bytes, io: BoxIo) -> BoxIo {
-    if early.is_empty() {
-        io
-    } else {
-        Box::new(Prefixed::new(early, io))
-    }
-}
-
-async fn refuse(client: &mut BoxIo, refusal: Refusal) -> std::io::Result<()> {
+async fn refuse(client: &mut BoxWrite, refusal: Refusal) -> std::io::Result<()> {
     let writing = async {
         client.write_all(&refusal.response()).await?;
         client.shutdown().await

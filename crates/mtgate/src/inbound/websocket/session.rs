@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,16 +21,58 @@ use tokio_util::sync::CancellationToken;
 use super::halves::{DrainRead, FinWrite};
 use super::live::LiveSession;
 use super::message::{MessageLimits, Tracker, Violation, check_close, codes};
+use super::prefixed::Prefixed;
 use crate::relay::ConnEntry;
 
 /// A byte stream a session runs over (TCP, TLS, or a pool connection).
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-/// A boxed [`Io`].
-pub type BoxIo = Box<dyn Io>;
-type Reader = WebSocketRead<DrainRead<ReadHalf<BoxIo>>>;
-type Writer = WebSocketWrite<FinWrite<WriteHalf<BoxIo>>>;
+/// A boxed read half.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// A boxed write half.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+type Reader = WebSocketRead<DrainRead<BoxRead>>;
+type Writer = WebSocketWrite<FinWrite<BoxWrite>>;
+
+/// A connection as separately owned read and write halves.
+pub struct Halves {
+    /// The read half.
+    pub read: BoxRead,
+    /// The write half.
+    pub write: BoxWrite,
+}
+
+impl Halves {
+    /// Splits any stream (one lock shared by the halves, as TLS needs).
+    pub fn split<S: Io>(io: S) -> Self {
+        let (read, write): (ReadHalf<S>, WriteHalf<S>) = tokio::io::split(io);
+        Self {
+            read: Box::new(read),
+            write: Box::new(write),
+        }
+    }
+
+    /// Splits a TCP connection without a lock.
+    pub fn tcp(tcp: TcpStream) -> Self {
+        let (read, write) = tcp.into_split();
+        Self {
+            read: Box::new(read),
+            write: Box::new(write),
+        }
+    }
+
+    /// Reads `early` (bytes read past an HTTP head) before the rest.
+    pub fn prefixed(self, early: Bytes) -> Self {
+        if early.is_empty() {
+            return self;
+        }
+        Self {
+            read: Box::new(Prefixed::new(early, self.read)),
+            write: self.write,
+        }
+    }
+}
 
 /// Time settings of a session.
 #[derive(Debug, Clone, Copy)]
@@ -95,12 +139,12 @@ struct Side {
 
 impl Side {
     fn new(
-        io: BoxIo,
+        io: Halves,
         is_client: bool,
         max_payload: usize,
         write_timeout: Duration,
     ) -> (Reader, Self) {
-        let (read, write) = tokio::io::split(io);
+        let Halves { read, write } = io;
         let (fin, drain) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
@@ -177,8 +221,8 @@ enum DirectionEnd {
 
 /// Runs a session until both sides are closed or the deadlines pass.
 pub async fn run(
-    client: BoxIo,
-    backend: BoxIo,
+    client: Halves,
+    backend: Halves,
     live: Arc<LiveSession>,
     limits: MessageLimits,
     timing: Timing,
