@@ -7,6 +7,7 @@
 # Usage: bench/websocket.sh [SECONDS]      (default 10 per case)
 # Env:   MTGATE_BIN  the binary (default target/release/mtgate, built if missing)
 #        MTGATE_INTEROP_DIR  where ws is installed (default /tmp/mtgate-interop-ws)
+#        MTGATE_WORKERS  mtgate's runtime threads (default 2)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-10}"
@@ -42,6 +43,7 @@ cat >"$work/bench.toml" <<TOML
 [server]
 log_level = "warn"
 state_dir = "$work/state"
+workers = ${MTGATE_WORKERS:-2}
 [metrics]
 listen = "127.0.0.1:$port_metrics"
 [[pool]]
