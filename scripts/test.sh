@@ -35,7 +35,10 @@ if [ "$interop" = 1 ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 
     step "interop: Telethon and TelethonFakeTLS through mtgate (direct and middle-proxy modes)"
-    cargo build --locked -p mtgate -p mtgate-bench
+    # `cargo test` above built both binaries from the current sources; build only if missing
+    # (a separate `cargo build` would compile mtgate again without dev-dependency features).
+    [ -x target/debug/mtgate ] && [ -x target/debug/mtgate-bench ] ||
+        cargo build --locked -p mtgate -p mtgate-bench
     timeout 300 .venv/bin/python tests/interop/mtproto/telethon_echo.py target/debug/mtgate target/debug/mtgate-bench
     timeout 300 .venv/bin/python tests/interop/mtproto/telethon_echo.py target/debug/mtgate target/debug/mtgate-bench --middle
 
@@ -44,6 +47,12 @@ if [ "$interop" = 1 ]; then
 
     step "interop: mtgate-client against dante, microsocks and tinyproxy"
     timeout 1500 tests/interop/client/run.sh
+
+    step "interop: websocket listener with Node ws (npm) and Python websockets"
+    timeout 900 tests/interop/websocket/run.sh
+
+    step "interop: Autobahn cases 1-10 through the websocket listener (kosoku)"
+    timeout 1500 tests/interop/websocket/autobahn.sh
 fi
 
 if [ "$fuzz" = 1 ]; then

@@ -8,7 +8,9 @@
 //! - [`inbound`]: one module per listener kind; [`inbound::mtproto`] is the Telegram proxy
 //!   (handshake, masking, session); [`inbound::socks5`], [`inbound::http`] and the
 //!   shared [`inbound::proxy`] serve the SOCKS5, HTTP and mixed proxy listeners;
-//!   [`inbound::tcp`] is the layer-4 load balancer over upstream pools.
+//!   [`inbound::tcp`] is the layer-4 load balancer over upstream pools;
+//!   [`inbound::websocket`] is the WebSocket endpoint (ws/wss, auth, limits, heartbeats) over
+//!   upstream pools.
 //! - [`acl`] and [`auth`]: proxy rules (with the safe default), users, passwords, lockout.
 //! - [`outbound`]: reaching a proxy client's destination, directly or through an upstream;
 //!   the named upstream pools (strategies, health checks, retries), changed at run time

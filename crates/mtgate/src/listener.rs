@@ -11,16 +11,25 @@ pub const BACKLOG: i32 = 4096;
 /// Binds `addr`. An unspecified IPv6 address (`[::]`) also accepts IPv4; on hosts without
 /// IPv6 it falls back to `0.0.0.0` on the same port.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    match bind_exact(addr) {
+    bind_with_backlog(addr, None)
+}
+
+/// [`bind`] with an accept queue of `backlog` connections (default when `None`).
+pub fn bind_with_backlog(addr: SocketAddr, backlog: Option<u32>) -> std::io::Result<TcpListener> {
+    let backlog = backlog.map_or(BACKLOG, |b| i32::try_from(b).unwrap_or(i32::MAX));
+    match bind_exact(addr, backlog) {
         Err(e) if addr.is_ipv6() && addr.ip().is_unspecified() && ipv6_unavailable(&e) => {
             tracing::warn!(%addr, "IPv6 is not available here; listening on IPv4 only");
-            bind_exact(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()))
+            bind_exact(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()),
+                backlog,
+            )
         }
         other => other,
     }
 }
 
-fn bind_exact(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_exact(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(!addr.ip().is_unspecified())?;
@@ -29,7 +38,7 @@ fn bind_exact(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     TcpListener::from_std(socket.into())
 }
 

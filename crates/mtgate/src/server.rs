@@ -15,6 +15,7 @@ use crate::config::{Config, TelegramConfig};
 use crate::gate::Gate;
 use crate::inbound::mtproto::{self, MtprotoService};
 use crate::inbound::tcp::{self, TcpService};
+use crate::inbound::websocket::{self, WebsocketService, WebsocketState};
 use crate::outbound::PoolSet;
 use crate::relay::{BufferPool, ConnRegistry};
 use crate::telegram::DcTable;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub pools: Arc<PoolSet>,
     /// Middle-proxy pools, when a listener runs in middle mode.
     pub middle: Option<Arc<MiddleProxies>>,
+    /// Live WebSocket sessions and their metrics.
+    pub websocket: Arc<WebsocketState>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -92,6 +95,7 @@ pub struct Server {
     services: Vec<Arc<MtprotoService>>,
     tcp_services: Vec<Arc<TcpService>>,
     proxy_services: Vec<Arc<crate::inbound::proxy::ProxyService>>,
+    ws_services: Vec<Arc<WebsocketService>>,
     bound: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
@@ -133,6 +137,7 @@ impl Server {
             started: Instant::now(),
             pools,
             middle,
+            websocket: Arc::new(WebsocketState::register(&mut registry)),
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
@@ -173,6 +178,23 @@ impl Server {
             tcp_services.push(service);
         }
         let (proxy_listeners, proxy_services) = bind_proxies(&config, &mut bound)?;
+        let mut ws_listeners = Vec::new();
+        let mut ws_services = Vec::new();
+        for listener_config in &config.websocket {
+            let service = Arc::new(WebsocketService::new(listener_config.clone()));
+            for addr in &listener_config.listen {
+                let bind = crate::listener::bind_with_backlog(*addr, listener_config.backlog);
+                let listener = bind.map_err(|source| StartError::Bind {
+                    listener: listener_config.name.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+                let local = listener.local_addr().unwrap_or(*addr);
+                bound.push((listener_config.name.clone(), local));
+                ws_listeners.push((listener, service.clone()));
+            }
+            ws_services.push(service);
+        }
         let admin_listener = match &config.admin {
             Some(admin) => Some((
                 crate::listener::bind(admin.listen).map_err(|source| StartError::Bind {
@@ -226,6 +248,15 @@ impl Server {
                 connections.clone(),
             ));
         }
+        for (listener, service) in ws_listeners {
+            tokio::spawn(websocket::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
         if let Some((listener, token)) = admin_listener {
             tokio::spawn(crate::admin::serve(
                 listener,
@@ -261,6 +292,7 @@ impl Server {
             services,
             tcp_services,
             proxy_services,
+            ws_services,
             bound,
             metrics_addr,
             admin_addr,
@@ -355,6 +387,15 @@ impl Server {
                     }
                     service.apply(listener.clone());
                 }
+                None => tracing::warn!(
+                    listener = listener.name,
+                    "new listener: restart to start it"
+                ),
+            }
+        }
+        for listener in &new.websocket {
+            match self.ws_services.iter().find(|s| s.name() == listener.name) {
+                Some(service) => service.apply(listener.clone()),
                 None => tracing::warn!(
                     listener = listener.name,
                     "new listener: restart to start it"

@@ -29,6 +29,14 @@ pub enum Probe {
         /// Accepted statuses, e.g. `200..=299`.
         expect: RangeInclusive<u16>,
     },
+    /// A WebSocket upgrade of `path` with `Host: host` must get a valid `101`; the probe then
+    /// closes with 1000.
+    WebSocket {
+        /// The `Host` header.
+        host: String,
+        /// The request path, e.g. `/ws`.
+        path: String,
+    },
 }
 
 /// Active health checking.
@@ -172,10 +180,58 @@ async fn check_one(
                     Err(format!("check/http/status {}", response.status))
                 }
             }
+            Probe::WebSocket { host, path } => websocket_probe(stream, host, path)
+                .await
+                .map_err(|e| format!("check/websocket/{e}")),
         }
     };
     match timeout(check.timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err("check/timeout".into()),
     }
+}
+
+/// RFC 6455's example key and its accept value: a fixed key is enough for a probe.
+const PROBE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const PROBE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// Upgrades `path` and checks the `101`, then sends a masked close 1000.
+async fn websocket_probe<S>(mut stream: S, host: &str, path: &str) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use mtgate_proto::http1::{Limits, ResponseHead};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {PROBE_KEY}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: mtgate-health\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let limits = Limits::default();
+    let mut buf = Vec::with_capacity(1024);
+    // Every round reads at least one byte and the parser caps the head, so this ends.
+    let head = loop {
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed before the answer".into());
+        }
+        match ResponseHead::parse(&buf, &limits) {
+            Ok(Some((head, _))) => break head,
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    if head.status != 101 {
+        return Err(format!("status {}", head.status));
+    }
+    if head.headers.get_str("sec-websocket-accept").map(str::trim) != Some(PROBE_ACCEPT) {
+        return Err("wrong Sec-WebSocket-Accept".into());
+    }
+    // FIN + close, masked with a zero key, code 1000.
+    let _ = stream
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .await;
+    Ok(())
 }

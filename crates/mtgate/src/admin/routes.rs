@@ -39,6 +39,7 @@ pub fn route(method: &Method, path: &str, body: &[u8], shared: &Shared) -> Respo
             let pools: Vec<Value> = shared.pools.all().iter().map(|p| pool_json(p)).collect();
             ok(json!({ "pools": pools }))
         }
+        (&Method::GET, ["websockets"]) => ok(shared.websocket.to_json()),
         (&Method::GET, ["pools", pool]) => with_pool(shared, pool, |p| ok(pool_json(p))),
         (&Method::GET, ["pools", pool, "failures"]) => {
             with_pool(shared, pool, |p| ok(failures_json(p)))

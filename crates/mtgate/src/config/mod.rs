@@ -14,9 +14,11 @@ pub mod proxy;
 pub mod raw;
 pub mod raw_pool;
 pub mod raw_proxy;
+pub mod raw_websocket;
 pub mod units;
 pub mod validate;
 mod validate_proxy;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +74,8 @@ pub struct Config {
     pub admin: Option<pool::AdminConfig>,
     /// SOCKS5, HTTP and mixed proxy listeners.
     pub proxies: Vec<proxy::ProxyListener>,
+    /// WebSocket listeners forwarding to pools.
+    pub websocket: Vec<websocket::WebsocketListenerConfig>,
 }
 
 /// Process-wide settings.

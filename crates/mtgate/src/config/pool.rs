@@ -320,10 +320,28 @@ fn health(at: &str, raw: RawHealth, servers: &[PoolServer]) -> Result<HealthChec
                 expect,
             }
         }
+        "websocket" => {
+            if !raw.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{at}.path"),
+                    "must start with '/'",
+                ));
+            }
+            let host = raw.host.clone().unwrap_or_else(|| {
+                target
+                    .as_ref()
+                    .map(Address::host_for_authority)
+                    .unwrap_or_else(|| "localhost".into())
+            });
+            Probe::WebSocket {
+                host,
+                path: raw.path.clone(),
+            }
+        }
         other => {
             return Err(ConfigError::new(
                 format!("{at}.check"),
-                format!("unknown check {other:?}; use \"tcp\" or \"http\""),
+                format!("unknown check {other:?}; use \"tcp\", \"http\" or \"websocket\""),
             ));
         }
     };

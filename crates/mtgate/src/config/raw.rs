@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// Listeners serving SOCKS and HTTP on one port.
     #[serde(default)]
     pub mixed: Vec<super::raw_proxy::RawProxyListener>,
+    /// WebSocket listeners forwarding to pools.
+    #[serde(default)]
+    pub websocket: Vec<super::raw_websocket::RawWebsocket>,
 }
 
 /// `[server]`.

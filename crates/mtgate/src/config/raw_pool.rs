@@ -58,7 +58,8 @@ pub struct RawPoolServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
-    /// "tcp": the connection opens; "http": a GET answers with an expected status.
+    /// "tcp": the connection opens; "http": a GET answers with an expected status;
+    /// "websocket": an upgrade of `path` gets a valid 101.
     #[serde(default = "defaults::check")]
     pub check: String,
     /// Where to connect through each server (default: the server's own address).

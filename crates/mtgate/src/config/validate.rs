@@ -127,15 +127,17 @@ pub fn validate(
     }
 
     let proxy_count = raw.socks5.len() + raw.http.len() + raw.mixed.len();
-    if raw.mtproto.is_empty() && raw.tcp.is_empty() && proxy_count == 0 {
+    if raw.mtproto.is_empty() && raw.tcp.is_empty() && raw.websocket.is_empty() && proxy_count == 0
+    {
         return Err(ConfigError::new(
             "",
-            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]], [[mixed]] or [[tcp]] section",
+            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]], [[mixed]], [[tcp]] or [[websocket]] section",
         ));
     }
     let pools = super::pool::pools(raw.pool)?;
     let tcp = super::pool::tcp_listeners(raw.tcp, &pools)?;
     let admin = super::pool::admin(raw.admin)?;
+    let websocket = super::websocket::websocket_listeners(raw.websocket, &pools)?;
     let mut names = HashSet::new();
     let mut bound = HashSet::new();
     let mut mtproto = Vec::with_capacity(raw.mtproto.len());
@@ -165,17 +167,20 @@ pub fn validate(
         }
         mtproto.push(l);
     }
-    for (i, l) in tcp.iter().enumerate() {
-        if !names.insert(l.name.clone()) {
+    let others = tcp.iter().map(|l| ("tcp", &l.name, &l.listen));
+    let others = others.chain(websocket.iter().map(|l| ("websocket", &l.name, &l.listen)));
+    for (i, (kind, name, listen)) in others.enumerate() {
+        let i = if kind == "tcp" { i } else { i - tcp.len() };
+        if !names.insert(name.clone()) {
             return Err(ConfigError::new(
-                format!("tcp[{i}].name"),
-                format!("{:?} is used twice", l.name),
+                format!("{kind}[{i}].name"),
+                format!("{name:?} is used twice"),
             ));
         }
-        for addr in &l.listen {
+        for addr in listen {
             if !bound.insert(*addr) {
                 return Err(ConfigError::new(
-                    format!("tcp[{i}].listen"),
+                    format!("{kind}[{i}].listen"),
                     format!("{addr} is used twice"),
                 ));
             }
@@ -229,6 +234,7 @@ pub fn validate(
         tcp,
         admin,
         proxies,
+        websocket,
     })
 }
 

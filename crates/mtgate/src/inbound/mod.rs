@@ -5,3 +5,4 @@ pub mod mtproto;
 pub mod proxy;
 pub mod socks5;
 pub mod tcp;
+pub mod websocket;
