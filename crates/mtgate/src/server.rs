@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -149,14 +150,12 @@ impl Server {
         let mut services = Vec::new();
         for listener_config in &config.mtproto {
             let service = Arc::new(MtprotoService::new(listener_config.clone()));
-            for addr in &listener_config.listen {
-                let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                    listener: listener_config.name.clone(),
-                    addr: *addr,
-                    source,
-                })?;
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push((listener_config.name.clone(), local));
+            for listener in bind_each(
+                &listener_config.name,
+                &listener_config.listen,
+                None,
+                &mut bound,
+            )? {
                 listeners.push((listener, service.clone()));
             }
             services.push(service);
@@ -165,14 +164,12 @@ impl Server {
         let mut tcp_services = Vec::new();
         for listener_config in &config.tcp {
             let service = Arc::new(TcpService::new(listener_config.clone()));
-            for addr in &listener_config.listen {
-                let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                    listener: listener_config.name.clone(),
-                    addr: *addr,
-                    source,
-                })?;
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push((listener_config.name.clone(), local));
+            for listener in bind_each(
+                &listener_config.name,
+                &listener_config.listen,
+                None,
+                &mut bound,
+            )? {
                 tcp_listeners.push((listener, service.clone()));
             }
             tcp_services.push(service);
@@ -182,26 +179,20 @@ impl Server {
         let mut ws_services = Vec::new();
         for listener_config in &config.websocket {
             let service = Arc::new(WebsocketService::new(listener_config.clone()));
-            for addr in &listener_config.listen {
-                let bind = crate::listener::bind_with_backlog(*addr, listener_config.backlog);
-                let listener = bind.map_err(|source| StartError::Bind {
-                    listener: listener_config.name.clone(),
-                    addr: *addr,
-                    source,
-                })?;
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push((listener_config.name.clone(), local));
+            let backlog = listener_config.backlog;
+            for listener in bind_each(
+                &listener_config.name,
+                &listener_config.listen,
+                backlog,
+                &mut bound,
+            )? {
                 ws_listeners.push((listener, service.clone()));
             }
             ws_services.push(service);
         }
         let admin_listener = match &config.admin {
             Some(admin) => Some((
-                crate::listener::bind(admin.listen).map_err(|source| StartError::Bind {
-                    listener: "admin".into(),
-                    addr: admin.listen,
-                    source,
-                })?,
+                bind_one("admin", admin.listen, None)?,
                 Arc::<str>::from(admin.token.as_str()),
             )),
             None => None,
@@ -210,13 +201,7 @@ impl Server {
             .as_ref()
             .and_then(|(l, _)| l.local_addr().ok());
         let metrics_listener = match config.metrics {
-            Some(addr) => Some(
-                crate::listener::bind(addr).map_err(|source| StartError::Bind {
-                    listener: "metrics".into(),
-                    addr,
-                    source,
-                })?,
-            ),
+            Some(addr) => Some(bind_one("metrics", addr, None)?),
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -455,11 +440,35 @@ impl Server {
     }
 }
 
+/// Binds one address of the listener `name`.
+fn bind_one(name: &str, addr: SocketAddr, backlog: Option<u32>) -> Result<TcpListener, StartError> {
+    crate::listener::bind_with_backlog(addr, backlog).map_err(|source| StartError::Bind {
+        listener: name.to_owned(),
+        addr,
+        source,
+    })
+}
+
+/// Binds every address of the listener `name`, recording the addresses really bound (with the
+/// ports picked for port 0) in `bound`.
+fn bind_each(
+    name: &str,
+    addrs: &[SocketAddr],
+    backlog: Option<u32>,
+    bound: &mut Vec<(String, SocketAddr)>,
+) -> Result<Vec<TcpListener>, StartError> {
+    addrs
+        .iter()
+        .map(|addr| {
+            let listener = bind_one(name, *addr, backlog)?;
+            bound.push((name.to_owned(), listener.local_addr().unwrap_or(*addr)));
+            Ok(listener)
+        })
+        .collect()
+}
+
 /// A bound proxy listener and its service.
-type BoundProxy = (
-    tokio::net::TcpListener,
-    Arc<crate::inbound::proxy::ProxyService>,
-);
+type BoundProxy = (TcpListener, Arc<crate::inbound::proxy::ProxyService>);
 
 /// Binds the SOCKS5, HTTP and mixed listeners; says loudly when one is an open proxy.
 fn bind_proxies(
@@ -478,14 +487,7 @@ fn bind_proxies(
         let service = Arc::new(crate::inbound::proxy::ProxyService::new(
             listener_config.clone(),
         ));
-        for addr in &listener_config.listen {
-            let listener = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                listener: listener_config.name.clone(),
-                addr: *addr,
-                source,
-            })?;
-            let local = listener.local_addr().unwrap_or(*addr);
-            bound.push((listener_config.name.clone(), local));
+        for listener in bind_each(&listener_config.name, &listener_config.listen, None, bound)? {
             listeners.push((listener, service.clone()));
         }
         if listener_config.users.is_empty() && listener_config.exposed() {
