@@ -3,7 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 /// Accept backlog for every listener.
 pub const BACKLOG: i32 = 4096;
@@ -26,6 +27,27 @@ pub fn bind_with_backlog(addr: SocketAddr, backlog: Option<u32>) -> std::io::Res
             )
         }
         other => other,
+    }
+}
+
+/// The next connection on `listener`, or `None` once `stop` fires. A failed accept (out of
+/// descriptors or memory) is logged and retried after a pause instead of spinning.
+pub async fn accept_until(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    name: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = stop.cancelled() => return None,
+        }
     }
 }
 

@@ -42,15 +42,9 @@ pub async fn serve(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
+        let Some((stream, _)) = crate::listener::accept_until(&listener, &stop, "admin").await
+        else {
+            return;
         };
         let token = token.clone();
         let shared = shared.clone();

@@ -386,17 +386,7 @@ pub fn tcp_listeners(
             _ => format!("tcp-{}", i + 1),
         });
         check_name(&format!("{at}.name"), &name)?;
-        if l.listen.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.listen"),
-                "needs at least one address",
-            ));
-        }
-        let listen = l
-            .listen
-            .iter()
-            .map(|a| parse_addr(&format!("{at}.listen"), a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let listen = super::validate::listen_addrs(&at, &l.listen)?;
         let Some(pool) = pools.iter().find(|p| p.name == l.pool) else {
             return Err(ConfigError::new(
                 format!("{at}.pool"),

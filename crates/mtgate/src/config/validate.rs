@@ -253,17 +253,7 @@ fn mtproto_listener(
         Some(text) => TelegramMode::parse(&format!("{at}.mode"), text)?,
         None => default_mode,
     };
-    if raw.listen.is_empty() {
-        return Err(ConfigError::new(
-            format!("{at}.listen"),
-            "needs at least one address",
-        ));
-    }
-    let listen = raw
-        .listen
-        .iter()
-        .map(|a| parse_addr(&format!("{at}.listen"), a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = listen_addrs(at, &raw.listen)?;
 
     let mut modes = Modes::default();
     for mode in &raw.modes {
@@ -472,6 +462,19 @@ fn dc_overrides(
         out.insert(dc, parsed);
     }
     Ok(out)
+}
+
+/// A listener's `listen` list: at least one address, each valid.
+pub(crate) fn listen_addrs(at: &str, raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.listen"),
+            "needs at least one address",
+        ));
+    }
+    raw.iter()
+        .map(|a| parse_addr(&format!("{at}.listen"), a))
+        .collect()
 }
 
 pub(crate) fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, ConfigError> {

@@ -11,7 +11,7 @@ use mtgate_client::Chain;
 use super::ConfigError;
 use super::proxy::{HttpSettings, Password, ProxyKind, ProxyListener, ProxyUser, UpstreamConfig};
 use super::raw_proxy::{RawPorts, RawProxyListener, RawProxyUser, RawRule};
-use super::validate::{check_name, parse_addr, positive};
+use super::validate::{check_name, positive};
 use crate::acl::{Action, Command, HostPattern, Rule};
 use crate::auth::lockout::LockoutPolicy;
 
@@ -105,17 +105,7 @@ fn listener_config(
         socks_kinds,
     )?;
 
-    if raw.listen.is_empty() {
-        return Err(ConfigError::new(
-            format!("{at}.listen"),
-            "needs at least one address",
-        ));
-    }
-    let listen = raw
-        .listen
-        .iter()
-        .map(|a| parse_addr(&format!("{at}.listen"), a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = super::validate::listen_addrs(at, &raw.listen)?;
 
     let mut users = Vec::new();
     for (user_name, entry) in raw.users {

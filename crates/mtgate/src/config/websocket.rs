@@ -12,7 +12,7 @@ use rustls::server::WebPkiClientVerifier;
 
 use super::pool::PoolConfig;
 use super::raw_websocket::{RawWebsocket, RawWsAuth, RawWsRoute, RawWsTls};
-use super::validate::{ConfigError, check_name, parse_addr, positive};
+use super::validate::{ConfigError, check_name, positive};
 
 /// Smallest `max_payload` accepted: a close reason and a useful message must fit.
 const MIN_PAYLOAD: usize = 126;
@@ -120,17 +120,7 @@ fn one(
         _ => format!("websocket-{}", i + 1),
     });
     check_name(&format!("{at}.name"), &name)?;
-    if l.listen.is_empty() {
-        return Err(ConfigError::new(
-            format!("{at}.listen"),
-            "needs at least one address",
-        ));
-    }
-    let listen = l
-        .listen
-        .iter()
-        .map(|a| parse_addr(&format!("{at}.listen"), a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = super::validate::listen_addrs(&at, &l.listen)?;
     if l.routes.is_empty() {
         return Err(ConfigError::new(
             format!("{at}.routes"),

@@ -125,17 +125,10 @@ pub async fn accept_loop(
         listener: service.name.clone(),
     };
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    tracing::warn!(listener = service.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
+        let Some((stream, peer)) =
+            crate::listener::accept_until(&listener, &stop, &service.name).await
+        else {
+            return;
         };
         shared
             .metrics

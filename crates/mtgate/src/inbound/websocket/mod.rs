@@ -94,16 +94,10 @@ pub async fn accept_loop(
         listener: service.name.clone(),
     };
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(listener = service.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
+        let Some((stream, peer)) =
+            crate::listener::accept_until(&listener, &stop, &service.name).await
+        else {
+            return;
         };
         shared
             .metrics
