@@ -18,6 +18,8 @@
 //! - [`http1`]: HTTP/1.x request and response heads (CONNECT and forward proxying), Basic
 //!   proxy credentials, size caps.
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol header, v1 (text) and v2 (binary).
+//! - [`tunnel`]: the reverse tunnel's binary frames (streams, windows, half-close) between
+//!   gateway and agent.
 //! - [`address`]: the destination type the proxy codecs share (socket address or domain).
 //! - [`hex`]: lowercase hex helpers shared by the codecs.
 //!
@@ -34,3 +36,4 @@ pub mod mtproto;
 pub mod proxy_protocol;
 pub mod socks4;
 pub mod socks5;
+pub mod tunnel;

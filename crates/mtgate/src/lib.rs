@@ -17,6 +17,7 @@
 //!   through the [`admin`] API.
 //! - [`telegram`]: the DC table, direct-mode connections to DCs, and middle-proxy mode
 //!   (pools of multiplexed connections to Telegram's middle proxies, for the ad tag).
+//! - [`tunnel`]: the gateway/agent reverse tunnel over WebSocket (+TLS) and its multiplexer.
 //! - [`relay`]: moving bytes between sockets with pooled buffers, idle timeouts, half-close
 //!   and memory-pressure eviction.
 //! - [`telemetry`]: Prometheus metrics, the `/stats` page and their HTTP endpoint.
@@ -44,3 +45,4 @@ pub mod server;
 pub mod state;
 pub mod telegram;
 pub mod telemetry;
+pub mod tunnel;
