@@ -47,6 +47,12 @@ pub enum Command {
     /// Read a proxy user's password from standard input (one line) and print its argon2 hash
     /// for `[socks5.users]`, `[http.users]` or a users file.
     HashPassword,
+    /// Run the tunnel agent: dial out to a gateway and reach targets on this side for it.
+    Agent {
+        /// The agent's configuration file (TOML; see docs/tunnel-agent.md).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Print the embedded default configuration (a starting point for your own file).
     DefaultConfig,
     /// Telegram's files for middle-proxy mode.

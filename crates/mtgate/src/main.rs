@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             println!("{}", mtgate::auth::password::hash(password.as_bytes()));
             ExitCode::SUCCESS
         }
+        Command::Agent { config } => commands::agent::agent(&config),
         Command::MtprotoProxy { args } => commands::mtproto_proxy::run(args),
         Command::TelegramConfig {
             action: TelegramConfigAction::Fetch { dir, ipv6 },

@@ -269,7 +269,10 @@ fn tls(at: &str, t: &RawWsTls) -> Result<Arc<ServerConfig>, ConfigError> {
 }
 
 /// Reads a PEM certificate chain; an empty file is an error at `at`.
-pub(crate) fn read_certs(at: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn read_certs(
+    at: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ConfigError::new(at, format!("{}: {e}", path.display())))?;

@@ -1,8 +1,10 @@
 //! The reverse tunnel: agents behind NAT dial out to a gateway over WebSocket (+TLS), and the
 //! gateway reaches targets through them.
 //!
+//! - [`agent`]: `mtgate agent`, the side behind NAT that dials out and reaches targets.
 //! - [`mux`]: many streams over one WebSocket, with per-stream byte-credit flow control,
 //!   half-close, fair scheduling and liveness; the wire frames live in
 //!   `mtgate_proto::tunnel`.
 
+pub mod agent;
 pub mod mux;

@@ -331,15 +331,15 @@ impl AgentConfig {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawAgentConfig = toml::from_str(text).map_err(|e| {
-            ConfigError::new("", e.message().to_owned()).at_toml(&e, text)
-        })?;
+        let raw: RawAgentConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::new("", e.message().to_owned()).at_toml(&e, text))?;
         Self::validate(raw)
     }
 
     /// Checks every field of `raw`.
     pub fn validate(raw: RawAgentConfig) -> Result<Self, ConfigError> {
-        let gateway = GatewayUrl::parse(&raw.gateway).map_err(|e| ConfigError::new("gateway", e))?;
+        let gateway =
+            GatewayUrl::parse(&raw.gateway).map_err(|e| ConfigError::new("gateway", e))?;
         if !gateway.tls && !gateway.is_loopback() && !raw.insecure_plain {
             return Err(ConfigError::new(
                 "gateway",
@@ -353,7 +353,9 @@ impl AgentConfig {
             other => {
                 return Err(ConfigError::new(
                     "protocol",
-                    format!("{other:?}: expected \"{SUBPROTOCOL_V1}\" or \"{SUBPROTOCOL_ANYPROXY_JSON}\""),
+                    format!(
+                        "{other:?}: expected \"{SUBPROTOCOL_V1}\" or \"{SUBPROTOCOL_ANYPROXY_JSON}\""
+                    ),
                 ));
             }
         };
@@ -476,10 +478,16 @@ fn credentials(
             }
         }
         (Some(_), None, None) => {
-            return Err(ConfigError::new("password", "username is set without a password"));
+            return Err(ConfigError::new(
+                "password",
+                "username is set without a password",
+            ));
         }
         (None, Some(_), None) => {
-            return Err(ConfigError::new("username", "password is set without a username"));
+            return Err(ConfigError::new(
+                "username",
+                "password is set without a username",
+            ));
         }
         (None, None, Some(token)) => {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {

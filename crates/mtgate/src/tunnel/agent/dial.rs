@@ -106,7 +106,8 @@ async fn connect_inner(config: &AgentConfig) -> Result<GatewaySocket, DialError>
     let mut io = match &config.tls {
         None => GatewayIo::Plain(tcp),
         Some(tls) => {
-            let name = ServerName::try_from(gateway.host.clone()).map_err(|_| DialError::ServerName)?;
+            let name =
+                ServerName::try_from(gateway.host.clone()).map_err(|_| DialError::ServerName)?;
             let stream = TlsConnector::from(tls.clone())
                 .connect(name, tcp)
                 .await
@@ -190,7 +191,9 @@ async fn upgrade(io: &mut GatewayIo, config: &AgentConfig) -> Result<bytes::Byte
         return Err(DialError::Invalid("extension not offered"));
     }
     if h.get_str("sec-websocket-protocol").map(str::trim) != Some(protocol) {
-        return Err(DialError::Invalid("the gateway did not choose the subprotocol"));
+        return Err(DialError::Invalid(
+            "the gateway did not choose the subprotocol",
+        ));
     }
     Ok(rest)
 }

@@ -138,7 +138,10 @@ pub fn parse_entry(entry: &str, action: Action) -> Result<Rule, String> {
     } else {
         match HostPattern::parse(host) {
             Some(HostPattern::Any) if rule.ports.is_empty() => {
-                return Err(bad(entry, "`*` alone would match everything; write `*:PORT`"));
+                return Err(bad(
+                    entry,
+                    "`*` alone would match everything; write `*:PORT`",
+                ));
             }
             Some(pattern) => rule.hosts.push(pattern),
             None => {
@@ -238,16 +241,28 @@ mod tests {
             false,
         );
         let public = ip("9.9.9.9");
-        assert_eq!(p.check("BLOCKED.test.", public, 80), Err(Refusal::Forbidden));
+        assert_eq!(
+            p.check("BLOCKED.test.", public, 80),
+            Err(Refusal::Forbidden)
+        );
         assert_eq!(p.check("a.blocked.test", public, 80), Ok(()));
         assert_eq!(p.check("evil.test", public, 80), Err(Refusal::Forbidden));
-        assert_eq!(p.check("x.y.evil.test", public, 80), Err(Refusal::Forbidden));
+        assert_eq!(
+            p.check("x.y.evil.test", public, 80),
+            Err(Refusal::Forbidden)
+        );
         assert_eq!(p.check("notevil.test", public, 80), Ok(()));
-        assert_eq!(p.check("x", ip("93.184.216.34"), 80), Err(Refusal::Forbidden));
+        assert_eq!(
+            p.check("x", ip("93.184.216.34"), 80),
+            Err(Refusal::Forbidden)
+        );
         assert_eq!(p.check("x", ip("1.1.1.1"), 53), Err(Refusal::Forbidden));
         assert_eq!(p.check("x", ip("1.1.1.1"), 443), Ok(()));
         assert_eq!(p.check("x", public, 22), Err(Refusal::Forbidden));
-        assert_eq!(p.check("x", ip("2606:4700::1"), 443), Err(Refusal::Forbidden));
+        assert_eq!(
+            p.check("x", ip("2606:4700::1"), 443),
+            Err(Refusal::Forbidden)
+        );
         assert_eq!(p.check("x", ip("2606:4700::1"), 80), Ok(()));
         assert_eq!(p.check("x", ip("8.8.8.8"), 1500), Err(Refusal::Forbidden));
         assert_eq!(p.check("x", ip("8.8.8.8"), 2001), Ok(()));
@@ -255,7 +270,11 @@ mod tests {
 
     #[test]
     fn allowed_hosts_is_an_allow_list_and_opens_special_addresses() {
-        let p = policy(&["127.0.0.1:6379"], &["127.0.0.0/8", "*.corp.test:443"], false);
+        let p = policy(
+            &["127.0.0.1:6379"],
+            &["127.0.0.0/8", "*.corp.test:443"],
+            false,
+        );
         assert_eq!(p.check("localhost", ip("127.0.0.1"), 8080), Ok(()));
         assert_eq!(
             p.check("localhost", ip("127.0.0.1"), 6379),
@@ -315,7 +334,16 @@ mod tests {
 
     #[test]
     fn invalid_entries_are_explained() {
-        for entry in ["", "*", "a*.test", "host:99999", "host:9-1", "[::1", "10.0.0.0/33:x", "bad host"] {
+        for entry in [
+            "",
+            "*",
+            "a*.test",
+            "host:99999",
+            "host:9-1",
+            "[::1",
+            "10.0.0.0/33:x",
+            "bad host",
+        ] {
             let err = parse_entry(entry, Action::Deny).unwrap_err();
             assert!(err.starts_with(&format!("{entry:?}")), "{err}");
         }

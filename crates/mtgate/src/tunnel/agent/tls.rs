@@ -24,9 +24,9 @@ pub fn client_config(
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_certs("ca_file", path)? {
-                roots.add(cert).map_err(|e| {
-                    ConfigError::new("ca_file", format!("{}: {e}", path.display()))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConfigError::new("ca_file", format!("{}: {e}", path.display())))?;
             }
             roots
         }
@@ -40,18 +40,23 @@ pub fn client_config(
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain = read_certs("client_cert", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                ConfigError::new("client_key", format!("{}: {e}", key.display()))
-            })?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| ConfigError::new("client_key", format!("{}: {e}", key.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| ConfigError::new("client_key", format!("certificate and key: {e}")))?
         }
         (Some(_), None) => {
-            return Err(ConfigError::new("client_key", "client_cert is set without client_key"));
+            return Err(ConfigError::new(
+                "client_key",
+                "client_cert is set without client_key",
+            ));
         }
         (None, Some(_)) => {
-            return Err(ConfigError::new("client_cert", "client_key is set without client_cert"));
+            return Err(ConfigError::new(
+                "client_cert",
+                "client_key is set without client_cert",
+            ));
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -1,0 +1,64 @@
+//! `mtgate agent --config agent.toml`: run the tunnel agent until SIGTERM/SIGINT, then drain
+//! (GOAWAY, open streams get `drain_timeout`) and exit 0.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::tunnel::agent::{self, AgentConfig};
+
+/// Loads the agent's config and runs it.
+pub fn agent(config: &Path) -> ExitCode {
+    let config = match AgentConfig::load(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = crate::logging::init(&config.log_level, None) {
+        eprintln!("cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(Arc::new(config)))
+}
+
+async fn serve(config: Arc<AgentConfig>) -> ExitCode {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    tracing::info!(
+        gateway = %config.gateway.authority(),
+        client_id = %config.client_id,
+        replicas = config.replicas,
+        "agent starting"
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(agent::run(config, shutdown.clone()));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = running.await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

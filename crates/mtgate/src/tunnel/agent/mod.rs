@@ -1,0 +1,27 @@
+//! `mtgate agent`: the agent side of the reverse tunnel. It dials out to a gateway over
+//! WebSocket (+TLS), keeps `replicas` connections up, and serves the gateway's OPENs by
+//! connecting to targets on its own network, within its policy.
+//!
+//! - [`config`]: the agent's own TOML file, validated ([`tls`] builds the client TLS);
+//! - [`policy`]: `allowed_hosts`, `forbidden_hosts` and the special-address default, checked
+//!   on the name and on every resolved address;
+//! - [`dial`]: TCP, TLS and the WebSocket upgrade to the gateway (and the JSON login,
+//!   [`json_auth`]);
+//! - [`target`]: dialing a target and mapping failures to wire codes;
+//! - [`stream`]: one stream's life (permit, dial, relay with half-close and idle timeout);
+//! - [`run`]: the replica loops, reconnect backoff and the graceful drain.
+
+pub mod config;
+pub mod dial;
+pub mod json_auth;
+pub mod policy;
+pub mod run;
+pub mod stream;
+pub mod target;
+pub mod tls;
+
+#[cfg(test)]
+mod config_tests;
+
+pub use config::AgentConfig;
+pub use run::run;

@@ -1,0 +1,144 @@
+//! One stream's life on the agent: the concurrency permit, the policy and the dial
+//! ([`super::target`]), OPEN_OK or OPEN_ERR, then bytes both ways with half-close until both
+//! sides finished, the stream idles out, or the agent stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mtgate_proto::tunnel::{ErrorCode, Network};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::Policy;
+use super::target;
+use crate::inbound::proxy::touching::Touching;
+use crate::relay::ConnEntry;
+use crate::tunnel::mux::{IncomingOpen, MuxStream};
+
+/// Relay buffer size per direction.
+const RELAY_BUFFER: usize = 32 << 10;
+
+/// What every stream of the agent shares.
+#[derive(Debug)]
+pub struct StreamContext {
+    /// Which targets may be reached.
+    pub policy: Arc<Policy>,
+    /// `max_concurrent_conns` permits, over all replicas.
+    pub permits: Arc<Semaphore>,
+    /// Budget for each target dial.
+    pub connect_timeout: Duration,
+    /// A stream without bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Fires when the drain is over: streams still open are reset.
+    pub hard_stop: CancellationToken,
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both sides finished sending.
+    Finished {
+        /// Bytes from the target to the gateway.
+        to_gateway: u64,
+        /// Bytes from the gateway to the target.
+        to_target: u64,
+    },
+    /// No bytes for the idle timeout.
+    Idle,
+    /// The agent stopped (drain over).
+    Stopped,
+    /// A side failed.
+    Failed(std::io::Error),
+}
+
+impl StreamContext {
+    /// Takes a permit for `open`, or refuses it with RATE_LIMITED when none is left.
+    pub fn admit(&self, open: IncomingOpen) -> Option<(IncomingOpen, OwnedSemaphorePermit)> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some((open, permit)),
+            Err(_) => {
+                tracing::debug!(target = %open.target().address, "refused: max_concurrent_conns reached");
+                open.reject(ErrorCode::RateLimited, "max_concurrent_conns reached");
+                None
+            }
+        }
+    }
+
+    /// Dials the target of `open`, answers, and relays until the stream ends.
+    pub async fn serve(&self, open: IncomingOpen, _permit: OwnedSemaphorePermit) {
+        let target = open.target().clone();
+        if target.network != Network::Tcp {
+            open.reject(
+                ErrorCode::InternalError,
+                "UDP streams are not served by this agent",
+            );
+            return;
+        }
+        let started = Instant::now();
+        let dialed = tokio::select! {
+            dialed = target::dial(&target.address, &self.policy, self.connect_timeout) => dialed,
+            () = self.hard_stop.cancelled() => {
+                open.reject(ErrorCode::Cancelled, "agent shutting down");
+                return;
+            }
+        };
+        let tcp = match dialed {
+            Ok(tcp) => tcp,
+            Err(failure) => {
+                tracing::debug!(
+                    target = %target.address,
+                    code = ?failure.code,
+                    reason = %failure.reason,
+                    "OPEN refused"
+                );
+                open.reject(failure.code, &failure.reason);
+                return;
+            }
+        };
+        let stream = open.accept();
+        let id = stream.id();
+        let end = relay(tcp, stream, self.idle_timeout, &self.hard_stop).await;
+        tracing::debug!(
+            stream = id,
+            target = %target.address,
+            duration = ?started.elapsed(),
+            end = ?end,
+            "stream closed"
+        );
+    }
+}
+
+/// Relays between the target and the stream, carrying half-close both ways. Dropping the
+/// stream unfinished (idle, stop, failure) resets it.
+pub async fn relay(
+    tcp: TcpStream,
+    mut stream: MuxStream,
+    idle_timeout: Duration,
+    stop: &CancellationToken,
+) -> RelayEnd {
+    let entry = ConnEntry::new_detached();
+    entry.touch();
+    let mut tcp = Touching::new(tcp, &entry);
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, RELAY_BUFFER, RELAY_BUFFER);
+    let idle_out = async {
+        // Each round sleeps until the last activity plus the timeout, so this ends.
+        loop {
+            let deadline = entry.last_active() + idle_timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
+    tokio::select! {
+        result = copy => match result {
+            Ok((to_gateway, to_target)) => RelayEnd::Finished { to_gateway, to_target },
+            Err(e) => RelayEnd::Failed(e),
+        },
+        () = idle_out => RelayEnd::Idle,
+        () = stop.cancelled() => RelayEnd::Stopped,
+    }
+}
