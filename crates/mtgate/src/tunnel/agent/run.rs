@@ -195,3 +195,36 @@ async fn session(
         "connection summary"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_grow_from_half_a_second_to_thirty_seconds() {
+        let ceilings: Vec<u128> = (0..9)
+            .map(|n| RECONNECT_BACKOFF.ceiling(n).as_millis())
+            .collect();
+        assert_eq!(
+            ceilings,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(RECONNECT_BACKOFF.ceiling(u32::MAX), Duration::from_secs(30));
+        let mut rng = SmallRng::seed_from_u64(1);
+        for n in [0, 3, 10, 1000] {
+            let samples: Vec<_> = (0..500)
+                .map(|_| RECONNECT_BACKOFF.delay(n, &mut rng))
+                .collect();
+            assert!(samples.iter().all(|d| *d <= RECONNECT_BACKOFF.ceiling(n)));
+            // Full jitter: the pauses spread over the whole range, not around the ceiling.
+            let below_half = samples
+                .iter()
+                .filter(|d| **d < RECONNECT_BACKOFF.ceiling(n) / 2)
+                .count();
+            assert!((150..=350).contains(&below_half), "round {n}: {below_half}");
+        }
+    }
+}
