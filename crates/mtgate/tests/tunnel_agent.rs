@@ -149,7 +149,11 @@ fn config_for(gateway: SocketAddr, extra: &str) -> String {
 
 /// Echoes everything back, and half-closes after the peer does.
 async fn echo_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_origin_on("127.0.0.1:0").await
+}
+
+async fn echo_origin_on(bind: &str) -> SocketAddr {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
@@ -238,6 +242,22 @@ async fn bytes_round_trip_to_a_local_origin() {
         .expect("the echo in time");
     read.unwrap();
     assert_eq!(echoed, message);
+}
+
+#[tokio::test]
+async fn ipv6_targets_are_reached() {
+    let origin = echo_origin_on("[::1]:0").await;
+    let mut gateway = Gateway::start(true, None).await;
+    let _agent = RunningAgent::start(&config_for(gateway.addr, "allowed_hosts = [\"::1\"]"));
+    let conn = gateway.next().await;
+    let mut stream = open(&conn, Address::Socket(origin)).await.unwrap();
+    stream.write_all(b"six").await.unwrap();
+    let mut buf = [0u8; 3];
+    timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"six");
 }
 
 #[tokio::test]
