@@ -158,12 +158,16 @@ async fn a_silent_gateway_times_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// A JSON gateway: 101 with `anyproxy-json`, then reads `auth` and answers `success`.
-async fn json_gateway(success: bool) -> (SocketAddr, oneshot::Receiver<Message>) {
+/// A JSON gateway: 101 with `anyproxy-json` (or, like AnyProxy's own gateway, with no
+/// subprotocol), then reads `auth` and answers `success`.
+async fn json_gateway(
+    success: bool,
+    subprotocol: Option<&'static str>,
+) -> (SocketAddr, oneshot::Receiver<Message>) {
     let (auth_tx, auth_rx) = oneshot::channel();
     let (addr, _) = scripted(move |mut tcp, head, rest| async move {
         assert!(head.headers.get_str("authorization").is_none());
-        let answer = switching_protocols(&key_of(&head), Some(SUBPROTOCOL_ANYPROXY_JSON));
+        let answer = switching_protocols(&key_of(&head), subprotocol);
         tcp.write_all(&answer).await.unwrap();
         let mut ws =
             WebSocket::after_handshake(Prefixed::new(rest, tcp), fastwebsockets::Role::Server);
@@ -185,22 +189,24 @@ async fn json_gateway(success: bool) -> (SocketAddr, oneshot::Receiver<Message>)
 
 #[tokio::test]
 async fn anyproxy_json_logs_in_with_an_auth_message() {
-    let (addr, auth) = json_gateway(true).await;
-    let config = config(addr, &format!("{BASIC}\nprotocol = \"anyproxy-json\""));
-    dial::connect(&config).await.unwrap();
-    assert_eq!(
-        auth.await.unwrap(),
-        Message::Auth {
-            username: "group-a".into(),
-            password: "s3cret".into(),
-            client_id: "edge-7".into(),
-        }
-    );
+    for subprotocol in [Some(SUBPROTOCOL_ANYPROXY_JSON), None] {
+        let (addr, auth) = json_gateway(true, subprotocol).await;
+        let config = config(addr, &format!("{BASIC}\nprotocol = \"anyproxy-json\""));
+        dial::connect(&config).await.unwrap();
+        assert_eq!(
+            auth.await.unwrap(),
+            Message::Auth {
+                username: "group-a".into(),
+                password: "s3cret".into(),
+                client_id: "edge-7".into(),
+            }
+        );
+    }
 }
 
 #[tokio::test]
 async fn anyproxy_json_refusal_is_an_auth_failure() {
-    let (addr, _) = json_gateway(false).await;
+    let (addr, _) = json_gateway(false, Some(SUBPROTOCOL_ANYPROXY_JSON)).await;
     let config = config(addr, &format!("{BASIC}\nprotocol = \"anyproxy-json\""));
     let err = failure(&config).await;
     assert!(err.is_auth_failure(), "{err}");

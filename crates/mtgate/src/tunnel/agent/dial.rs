@@ -190,10 +190,15 @@ async fn upgrade(io: &mut GatewayIo, config: &AgentConfig) -> Result<bytes::Byte
     if h.get("sec-websocket-extensions").is_some() {
         return Err(DialError::Invalid("extension not offered"));
     }
-    if h.get_str("sec-websocket-protocol").map(str::trim) != Some(protocol) {
-        return Err(DialError::Invalid(
-            "the gateway did not choose the subprotocol",
-        ));
+    match h.get_str("sec-websocket-protocol").map(str::trim) {
+        Some(chosen) if chosen == protocol => {}
+        // AnyProxy's own gateway selects no subprotocol; its JSON is what was asked for.
+        None if config.codec == Codec::AnyProxyJson => {}
+        _ => {
+            return Err(DialError::Invalid(
+                "the gateway did not choose the subprotocol",
+            ));
+        }
     }
     Ok(rest)
 }
