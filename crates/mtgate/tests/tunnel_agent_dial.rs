@@ -304,3 +304,132 @@ async fn the_binary_reports_config_errors_and_stops_on_sigterm() {
     assert!(seen.iter().all(|l| !l.contains("s3cret")), "{seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CA, a server certificate for `localhost` and 127.0.0.1, and a client certificate, as PEM
+/// files in `dir`.
+struct Pki {
+    ca: rcgen::Certificate,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn pki(dir: &std::path::Path, name: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["edge-7".into()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}-client.pem")), client.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}-client.key")),
+        client_key.serialize_pem(),
+    )
+    .unwrap();
+    Pki {
+        server_chain: vec![server.der().clone()],
+        server_key: rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap(),
+        ca,
+    }
+}
+
+/// A wss gateway serving one connection; with `client_ca`, a client certificate is required.
+/// Reports whether the upgrade request arrived.
+async fn tls_gateway(pki: &Pki, require_client_cert: bool) -> (SocketAddr, oneshot::Receiver<()>) {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = if require_client_cert {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.der().clone()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let server = builder
+        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(Ok(mut tls)) = timeout(WAIT, acceptor.accept(tcp)).await else {
+            return;
+        };
+        let Ok(Ok((head, _))) = timeout(WAIT, read_request(&mut tls, &Limits::default())).await
+        else {
+            return;
+        };
+        let _ = tx.send(());
+        let answer = switching_protocols(&key_of(&head), Some(SUBPROTOCOL_V1));
+        tls.write_all(&answer).await.unwrap();
+        tokio::time::sleep(WAIT).await;
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn wss_verifies_the_gateway_against_the_pinned_ca_and_presents_a_client_cert() {
+    let dir = std::env::temp_dir().join(format!("mtgate-agent-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = pki(&dir, "good");
+    let _other = pki(&dir, "other");
+    let wss = |addr: SocketAddr, ca: &str, extra: &str| {
+        AgentConfig::parse(&format!(
+            "gateway = \"wss://localhost:{}/ws\"\n{BASIC}\nconnect_timeout = \"3s\"\n\
+             ca_file = \"{}\"\n{extra}",
+            addr.port(),
+            dir.join(format!("{ca}-ca.pem")).display()
+        ))
+        .unwrap()
+    };
+
+    // The pinned CA signed the gateway's certificate: the upgrade goes through.
+    let (addr, upgraded) = tls_gateway(&good, false).await;
+    dial::connect(&wss(addr, "good", "")).await.unwrap();
+    upgraded.await.unwrap();
+
+    // Another CA: the TLS handshake fails and no request is sent.
+    let (addr, upgraded) = tls_gateway(&good, false).await;
+    let err = failure(&wss(addr, "other", "")).await;
+    assert!(matches!(err, DialError::Tls(_)), "{err}");
+    assert!(upgraded.await.is_err());
+
+    // A gateway that requires a client certificate: refused without one, accepted with it.
+    let (addr, upgraded) = tls_gateway(&good, true).await;
+    let err = failure(&wss(addr, "good", "")).await;
+    assert!(
+        matches!(err, DialError::Tls(_) | DialError::Head(_)),
+        "{err}"
+    );
+    assert!(
+        upgraded.await.is_err(),
+        "no upgrade without a client certificate"
+    );
+    let (addr, upgraded) = tls_gateway(&good, true).await;
+    let cert = format!(
+        "client_cert = \"{}\"\nclient_key = \"{}\"",
+        dir.join("good-client.pem").display(),
+        dir.join("good-client.key").display()
+    );
+    dial::connect(&wss(addr, "good", &cert)).await.unwrap();
+    upgraded.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
