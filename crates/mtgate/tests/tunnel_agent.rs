@@ -127,6 +127,11 @@ struct RunningAgent {
 
 impl RunningAgent {
     fn start(config_text: &str) -> Self {
+        // Agent logs show with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "mtgate=debug".into()))
+            .try_init();
         let config = AgentConfig::parse(config_text).expect("valid agent config");
         let stop = CancellationToken::new();
         let task = tokio::spawn(agent::run(Arc::new(config), stop.clone()));

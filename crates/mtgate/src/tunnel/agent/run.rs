@@ -27,6 +27,9 @@ pub const RECONNECT_BACKOFF: Backoff = Backoff {
 /// A connection that stayed up this long resets the backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
+/// After the drain, how long queued frames get to go out before the connection is closed.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
 /// How long replica loops may take to notice the end of the drain.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -178,6 +181,9 @@ async fn session(
                 mux.go_away();
             }
             () = shared.streams.hard_stop.cancelled() => {
+                // `close` drops frames still queued, such as the last streams' FINs: give
+                // the writer a moment (or the gateway the chance to close first).
+                let _ = tokio::time::timeout(CLOSE_GRACE, mux.closed()).await;
                 mux.close();
                 break;
             }
