@@ -19,7 +19,10 @@ use mtgate::tunnel::agent::{self, AgentConfig};
 use mtgate::tunnel::mux::{Codec, Inbound, Incoming, Mux, MuxConfig, OpenError, Role};
 use mtgate_proto::address::Address;
 use mtgate_proto::http1::{Limits, RequestHead};
-use mtgate_proto::tunnel::{ErrorCode, Network, OpenTarget, SUBPROTOCOL_V1};
+use mtgate_proto::tunnel::anyproxy::Message;
+use mtgate_proto::tunnel::{
+    ErrorCode, Network, OpenTarget, SUBPROTOCOL_ANYPROXY_JSON, SUBPROTOCOL_V1,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -47,6 +50,16 @@ impl Gateway {
     /// Listens on 127.0.0.1:0; answers 401 when `accept_auth` is false. With `tls`, wraps
     /// every connection in TLS first.
     async fn start(accept_auth: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        Self::start_with(accept_auth, tls, Codec::Binary).await
+    }
+
+    /// Like [`Gateway::start`]; with [`Codec::AnyProxyJson`], the agent logs in with the
+    /// `auth` message after the 101 instead of a header.
+    async fn start_with(
+        accept_auth: bool,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        codec: Codec,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, conns) = mpsc::channel(16);
@@ -58,10 +71,10 @@ impl Gateway {
                 let (tx, tls) = (tx.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
-                        None => upgrade(tcp, accept_auth, tx).await,
+                        None => upgrade(tcp, accept_auth, codec, tx).await,
                         Some(acceptor) => {
                             if let Ok(Ok(stream)) = timeout(WAIT, acceptor.accept(tcp)).await {
-                                upgrade(stream, accept_auth, tx).await;
+                                upgrade(stream, accept_auth, codec, tx).await;
                             }
                         }
                     }
@@ -83,7 +96,7 @@ impl Gateway {
     }
 }
 
-async fn upgrade<S>(mut stream: S, accept_auth: bool, tx: mpsc::Sender<GatewayConn>)
+async fn upgrade<S>(mut stream: S, accept_auth: bool, codec: Codec, tx: mpsc::Sender<GatewayConn>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -91,7 +104,8 @@ where
     else {
         return;
     };
-    let auth_ok = head.headers.get_str("authorization") == Some(AUTH);
+    let auth_ok =
+        codec == Codec::AnyProxyJson || head.headers.get_str("authorization") == Some(AUTH);
     if !accept_auth || !auth_ok {
         let _ = stream
             .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
@@ -103,13 +117,38 @@ where
         .get_str("sec-websocket-key")
         .unwrap()
         .to_owned();
-    let answer = switching_protocols(&key, Some(SUBPROTOCOL_V1));
+    let protocol = match codec {
+        Codec::Binary => SUBPROTOCOL_V1,
+        Codec::AnyProxyJson => SUBPROTOCOL_ANYPROXY_JSON,
+    };
+    let answer = switching_protocols(&key, Some(protocol));
     stream.write_all(&answer).await.unwrap();
-    let ws = fastwebsockets::WebSocket::after_handshake(
+    let mut ws = fastwebsockets::WebSocket::after_handshake(
         Prefixed::new(rest, stream),
         fastwebsockets::Role::Server,
     );
-    let (mux, incoming) = Mux::start(ws, Role::Gateway, Codec::Binary, MuxConfig::default());
+    if codec == Codec::AnyProxyJson {
+        let Ok(Ok(frame)) = timeout(WAIT, ws.read_frame()).await else {
+            return;
+        };
+        let success = matches!(
+            Message::decode(&frame.payload),
+            Ok(Message::Auth { username, password, client_id })
+                if username == "group-a" && password == "s3cret" && client_id == "edge-1"
+        );
+        let reply = Message::AuthResponse {
+            success,
+            message: String::new(),
+        };
+        let text = reply.to_json().into_bytes();
+        let sent = ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Owned(
+            text,
+        )));
+        if sent.await.is_err() || !success {
+            return;
+        }
+    }
+    let (mux, incoming) = Mux::start(ws, Role::Gateway, codec, MuxConfig::default());
     let _ = tx
         .send(GatewayConn {
             mux,
@@ -484,4 +523,26 @@ async fn wss_with_a_pinned_ca() {
         .unwrap();
     assert_eq!(&buf, b"over tls");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn anyproxy_json_login_then_streams_and_refusals() {
+    let origin = echo_origin().await;
+    let mut gateway = Gateway::start_with(true, None, Codec::AnyProxyJson).await;
+    let extra = "protocol = \"anyproxy-json\"\nallowed_hosts = [\"127.0.0.1\"]";
+    let _agent = RunningAgent::start(&config_for(gateway.addr, extra));
+    let conn = gateway.next().await;
+    assert!(conn.head.headers.get_str("authorization").is_none());
+    let mut stream = open(&conn, Address::Socket(origin)).await.unwrap();
+    stream.write_all(b"json mode").await.unwrap();
+    let mut buf = [0u8; 9];
+    timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"json mode");
+    // Not in allowed_hosts: refused with FORBIDDEN_HOST, carried by the JSON `error`.
+    let elsewhere = SocketAddr::from(([127, 0, 0, 2], origin.port()));
+    let forbidden = open(&conn, Address::Socket(elsewhere)).await;
+    assert_eq!(refused_code(forbidden), ErrorCode::ForbiddenHost);
 }
