@@ -343,3 +343,17 @@ fn wss_uses_the_roots_or_a_pinned_ca() {
     assert!(message.contains("no certificate"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_shipped_example_is_valid_and_shows_the_defaults() {
+    let text = include_str!("../../../../../examples/agent.toml");
+    let example = AgentConfig::parse(text).unwrap();
+    assert!(example.tls.is_some());
+    // Apart from the example gateway and credentials, it spells out the defaults.
+    let minimal = AgentConfig::parse(
+        "gateway = \"wss://gateway.example.com:8443/ws\"\nusername = \"group-a\"\n\
+         password = \"change-me\"",
+    )
+    .unwrap();
+    assert_eq!(format!("{example:?}"), format!("{minimal:?}"));
+}
