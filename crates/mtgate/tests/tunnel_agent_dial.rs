@@ -433,3 +433,32 @@ async fn wss_verifies_the_gateway_against_the_pinned_ca_and_presents_a_client_ce
     upgraded.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What `mtgate cert` makes: a self-signed certificate for the gateway's name, used as the
+/// agent's `ca_file` as it is.
+#[tokio::test]
+async fn a_self_signed_gateway_certificate_works_as_ca_file() {
+    let dir = std::env::temp_dir().join(format!("mtgate-agent-selfsigned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    let pki = Pki {
+        ca: cert.clone(),
+        server_chain: vec![cert.der().clone()],
+        server_key: rustls::pki_types::PrivateKeyDer::try_from(signing_key.serialize_der())
+            .unwrap(),
+    };
+    for host in ["localhost", "127.0.0.1"] {
+        let (addr, upgraded) = tls_gateway(&pki, false).await;
+        let config = AgentConfig::parse(&format!(
+            "gateway = \"wss://{host}:{}/ws\"\n{BASIC}\nca_file = \"{}\"\nconnect_timeout = \"3s\"",
+            addr.port(),
+            dir.join("cert.pem").display()
+        ))
+        .unwrap();
+        dial::connect(&config).await.unwrap();
+        upgraded.await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
