@@ -4,8 +4,6 @@
 //! entry point. Everything talks to 127.0.0.1 only.
 
 #![allow(missing_docs)]
-// Dropping a MuxStream resets it; the interface stub on main has no Drop impl yet.
-#![allow(clippy::drop_non_drop)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
