@@ -407,6 +407,27 @@ async fn the_agent_reconnects_after_the_gateway_drops_it() {
 }
 
 #[tokio::test]
+async fn a_gateway_goaway_makes_the_agent_dial_again() {
+    let origin = echo_origin().await;
+    let mut gateway = Gateway::start(true, None).await;
+    let _agent = RunningAgent::start(&config_for(gateway.addr, "allow_private = true"));
+    let first = gateway.next().await;
+    first.mux.go_away();
+    let second = gateway.next().await;
+    timeout(WAIT, first.mux.closed())
+        .await
+        .expect("the agent closes the old connection");
+    let mut stream = open(&second, Address::Socket(origin)).await.unwrap();
+    stream.write_all(b"new").await.unwrap();
+    let mut buf = [0u8; 3];
+    timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"new");
+}
+
+#[tokio::test]
 async fn replicas_open_parallel_connections() {
     let mut gateway = Gateway::start(true, None).await;
     let _agent = RunningAgent::start(&config_for(gateway.addr, "replicas = 2"));

@@ -30,6 +30,9 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// After the drain, how long queued frames get to go out before the connection is closed.
 const CLOSE_GRACE: Duration = Duration::from_millis(300);
 
+/// How often a connection checks whether the gateway sent GOAWAY and its streams are done.
+const GOAWAY_CHECK: Duration = Duration::from_secs(1);
+
 /// How long replica loops may take to notice the end of the drain.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -160,8 +163,19 @@ async fn session(
     if draining {
         mux.go_away();
     }
+    let mut check = tokio::time::interval(GOAWAY_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = check.tick(), if !draining => {
+                // The gateway sent GOAWAY (this side did not): once its streams are done,
+                // leave and dial again rather than keep a connection that takes no streams.
+                if mux.is_closing() && mux.stats().open_streams == 0 {
+                    tracing::info!(replica = index, "the gateway is going away; reconnecting");
+                    mux.close();
+                    break;
+                }
+            }
             next = incoming.next() => match next {
                 None => break,
                 Some(Inbound::Open(open)) => {
