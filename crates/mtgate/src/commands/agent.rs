@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tunnel::agent::{self, AgentConfig};
 
+/// How long tasks still on the runtime get once the agent has stopped.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Loads the agent's config and runs it.
 pub fn agent(config: &Path) -> ExitCode {
     let config = match AgentConfig::load(config) {
@@ -33,7 +36,10 @@ pub fn agent(config: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(Arc::new(config)))
+    let status = runtime.block_on(serve(Arc::new(config)));
+    // The drain is over: do not wait for idle blocking threads to time out.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    status
 }
 
 async fn serve(config: Arc<AgentConfig>) -> ExitCode {
