@@ -154,10 +154,7 @@ fn one(i: usize, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
             ));
         }
         _ => {
-            return Err(ConfigError::new(
-                &at,
-                "cert and key go together",
-            ));
+            return Err(ConfigError::new(&at, "cert and key go together"));
         }
     };
     if g.client_ca.is_some() && tls.is_none() {
@@ -189,7 +186,8 @@ fn one(i: usize, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
             "no agent could authenticate: add [[gateway.credential]] entries, credentials_file or auth_url",
         ));
     }
-    let forward_ports = super::validate_proxy::ports(&format!("{at}.forward_ports"), &g.forward_ports)?;
+    let forward_ports =
+        super::validate_proxy::ports(&format!("{at}.forward_ports"), &g.forward_ports)?;
     let forward_bind: IpAddr = g.forward_bind.parse().map_err(|_| {
         ConfigError::new(
             format!("{at}.forward_bind"),
@@ -198,7 +196,10 @@ fn one(i: usize, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
     })?;
     let lockout = LockoutPolicy {
         failures: g.auth_lockout.failures,
-        window: positive(&format!("{at}.auth_lockout.window"), g.auth_lockout.window.0)?,
+        window: positive(
+            &format!("{at}.auth_lockout.window"),
+            g.auth_lockout.window.0,
+        )?,
         duration: positive(
             &format!("{at}.auth_lockout.duration"),
             g.auth_lockout.duration.0,
@@ -300,10 +301,7 @@ fn credential(at: &str, c: RawCredential, mtls: bool) -> Result<GatewayCredentia
             CredentialSecret::Certificate
         }
         (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                at,
-                "give a password or a token, not both",
-            ));
+            return Err(ConfigError::new(at, "give a password or a token, not both"));
         }
     };
     Ok(GatewayCredential {
@@ -337,10 +335,14 @@ pub fn load_credentials_file(
     file: &Path,
     mtls: bool,
 ) -> Result<Vec<GatewayCredential>, ConfigError> {
-    let cannot = |e: std::io::Error| ConfigError::new(at, format!("cannot read {}: {e}", file.display()));
+    let cannot =
+        |e: std::io::Error| ConfigError::new(at, format!("cannot read {}: {e}", file.display()));
     let meta = std::fs::metadata(file).map_err(cannot)?;
     if meta.len() > MAX_CREDENTIALS_FILE {
-        return Err(ConfigError::new(at, "the credentials file is larger than 4MiB"));
+        return Err(ConfigError::new(
+            at,
+            "the credentials file is larger than 4MiB",
+        ));
     }
     let text = std::fs::read_to_string(file).map_err(cannot)?;
     let raw: RawCredentialsFile = toml::from_str(&text)
@@ -479,7 +481,9 @@ mod tests {
             CredentialSecret::Password(_)
         ));
         assert!(matches!(
-            ok(raw(None, None, Some("0123456789abcdef"))).unwrap().secret,
+            ok(raw(None, None, Some("0123456789abcdef")))
+                .unwrap()
+                .secret,
             CredentialSecret::Token(_)
         ));
         assert_eq!(
@@ -487,7 +491,10 @@ mod tests {
             CredentialSecret::Certificate
         );
         assert!(credential("c", raw(Some("agent.example"), None, None), false).is_err());
-        assert!(ok(raw(None, Some("pw"), None)).is_err(), "password without user");
+        assert!(
+            ok(raw(None, Some("pw"), None)).is_err(),
+            "password without user"
+        );
         assert!(ok(raw(None, None, Some("short"))).is_err(), "short token");
         assert!(ok(raw(Some("a"), Some("pw"), Some("0123456789abcdef"))).is_err());
         let mut bad_group = raw(Some("a"), Some("pw"), None);

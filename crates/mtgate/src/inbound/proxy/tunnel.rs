@@ -78,6 +78,7 @@ pub async fn run(client: TcpStream, dialed: Dialed, early: &[u8], ctx: Ctx<'_>, 
     let started = Instant::now();
     let end = match dialed {
         Dialed::Stream(stream) => Box::pin(run_stream(client, *stream, early, ctx)).await,
+        Dialed::Agent(stream) => Box::pin(run_stream(client, *stream, early, ctx)).await,
         Dialed::Direct(stream) => {
             Box::pin(run_tcp(&client, &stream, &[], early, ctx, t, (&up, &down))).await
         }
@@ -180,15 +181,14 @@ async fn run_tcp(
     .await
 }
 
-/// Relays through an upstream that is not plain TCP (TLS): tokio's copy over a client socket
-/// that notes activity on the registry entry, with the kill switch and the idle timeout
-/// checked against that activity.
-async fn run_stream(
-    client: TcpStream,
-    mut stream: mtgate_client::ProxyStream,
-    early: &[u8],
-    ctx: Ctx<'_>,
-) -> RelayEnd {
+/// Relays through an upstream that is not plain TCP (TLS, or a tunnel agent's stream):
+/// tokio's copy over a client socket that notes activity on the registry entry, with the
+/// kill switch and the idle timeout checked against that activity. Half-close is carried:
+/// an EOF from one side shuts the other's write half down.
+async fn run_stream<S>(client: TcpStream, mut stream: S, early: &[u8], ctx: Ctx<'_>) -> RelayEnd
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::AsyncWriteExt;
     if !early.is_empty() {
         match tokio::time::timeout(EARLY_WRITE_TIMEOUT, stream.write_all(early)).await {

@@ -278,7 +278,10 @@ impl CredentialsFile {
             match load_credentials_file("credentials_file", &self.path, self.mtls) {
                 Ok(entries) => {
                     tracing::info!(file = %self.path.display(), entries = entries.len(), "agent credentials loaded");
-                    *loaded = (modified, Arc::new(Inline::new(&entries, self.slots.clone())));
+                    *loaded = (
+                        modified,
+                        Arc::new(Inline::new(&entries, self.slots.clone())),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(file = %self.path.display(), error = %e, "agent credentials file not applied; keeping the previous entries");
@@ -337,7 +340,10 @@ impl AuthUrlCheck {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(hyper::body::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string());
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string());
         let result = match response {
             Ok(response) if response.status() == hyper::StatusCode::OK => {
                 let bytes = Limited::new(response.into_body(), MAX_ANSWER)

@@ -27,6 +27,12 @@ pub enum AgentError {
         /// The group.
         group: String,
     },
+    /// Every live connection of the group carries `max_streams_per_agent` streams.
+    #[error("every agent of group {group:?} is at its stream limit")]
+    Busy {
+        /// The group.
+        group: String,
+    },
     /// The agent's answer, or the connection's fate.
     #[error("agent: {0}")]
     Open(#[from] OpenError),
@@ -37,6 +43,7 @@ impl AgentError {
     pub fn reply(&self) -> Reply {
         match self {
             Self::NoAgent { .. } => Reply::HostUnreachable,
+            Self::Busy { .. } => Reply::GeneralFailure,
             Self::Open(OpenError::Timeout) => Reply::TtlExpired,
             Self::Open(OpenError::Closed) => Reply::GeneralFailure,
             Self::Open(OpenError::Refused { code, .. }) => match code {
@@ -53,7 +60,8 @@ impl AgentError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Open(OpenError::Refused {
+            Self::Busy { .. }
+            | Self::Open(OpenError::Refused {
                 code: ErrorCode::RateLimited,
                 ..
             }) => 503,
@@ -69,6 +77,7 @@ impl AgentError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NoAgent { .. } => "no_agent",
+            Self::Busy { .. } => "agent_busy",
             Self::Open(OpenError::Timeout) => "agent_timeout",
             Self::Open(OpenError::Closed) => "agent_closed",
             Self::Open(OpenError::Refused { code, .. }) => match code {
@@ -87,6 +96,7 @@ impl AgentError {
     pub fn code_label(&self) -> &'static str {
         match self {
             Self::NoAgent { .. } => "no_agent",
+            Self::Busy { .. } => "busy",
             Self::Open(OpenError::Timeout) => "timeout",
             Self::Open(OpenError::Closed) => "closed",
             Self::Open(OpenError::Refused { code, .. }) => code_name(*code),
@@ -134,6 +144,7 @@ struct Replica {
     info: ReplicaInfo,
     mux: Mux,
     since: SystemTime,
+    max_streams: usize,
     /// Opens in flight, counted as load before the stream exists.
     opening: AtomicUsize,
 }
@@ -159,12 +170,15 @@ struct Totals {
     gone_out: AtomicU64,
 }
 
+/// group → client id → replicas.
+type Groups = HashMap<String, BTreeMap<String, Vec<Arc<Replica>>>>;
+
 /// The agents of one gateway.
 #[derive(Debug)]
 pub struct Registry {
     gateway: String,
     /// group → client id → replicas.
-    groups: Mutex<HashMap<String, BTreeMap<String, Vec<Arc<Replica>>>>>,
+    groups: Mutex<Groups>,
     next_id: AtomicU64,
     turn: AtomicUsize,
     totals: Totals,
@@ -215,13 +229,14 @@ impl Registry {
         &self.gateway
     }
 
-    /// Adds a connection.
-    pub fn add(&self, info: ReplicaInfo, mux: Mux) -> ReplicaId {
+    /// Adds a connection that carries at most `max_streams` streams at once.
+    pub fn add(&self, info: ReplicaInfo, mux: Mux, max_streams: usize) -> ReplicaId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let replica = Arc::new(Replica {
             id,
             mux,
             since: SystemTime::now(),
+            max_streams,
             opening: AtomicUsize::new(0),
             info: info.clone(),
         });
@@ -260,21 +275,24 @@ impl Registry {
     }
 
     fn retire(&self, stats: &MuxStats) {
-        self.totals.gone_in.fetch_add(stats.bytes_in, Ordering::Relaxed);
+        self.totals
+            .gone_in
+            .fetch_add(stats.bytes_in, Ordering::Relaxed);
         self.totals
             .gone_out
             .fetch_add(stats.bytes_out, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, Vec<Arc<Replica>>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The least-loaded live replica of `group` not in `tried`; closing ones leave.
-    fn pick(&self, group: &str, tried: &[u64]) -> (Option<Arc<Replica>>, usize) {
+    /// The least-loaded live replica of `group` not in `tried` and under its stream limit,
+    /// with the number of live replicas; closing ones leave.
+    fn pick(&self, group: &str, tried: &[u64]) -> (Option<Arc<Replica>>, usize, bool) {
         let mut groups = self.lock();
         let Some(agents) = groups.get_mut(group) else {
-            return (None, 0);
+            return (None, 0, false);
         };
         let mut closed = Vec::new();
         for replicas in agents.values_mut() {
@@ -289,10 +307,15 @@ impl Registry {
         agents.retain(|_, replicas| !replicas.is_empty());
         let live: Vec<&Arc<Replica>> = agents.values().flatten().collect();
         let total = live.len();
-        let candidates: Vec<(&Arc<Replica>, usize)> = live
+        let untried: Vec<(&Arc<Replica>, usize)> = live
             .into_iter()
             .filter(|r| !tried.contains(&r.id))
             .map(|r| (r, r.load()))
+            .collect();
+        let full = !untried.is_empty() && untried.iter().all(|(r, l)| *l >= r.max_streams);
+        let candidates: Vec<(&Arc<Replica>, usize)> = untried
+            .into_iter()
+            .filter(|(r, l)| *l < r.max_streams)
             .collect();
         let chosen = candidates.iter().map(|(_, l)| *l).min().and_then(|least| {
             let best: Vec<&Arc<Replica>> = candidates
@@ -313,7 +336,7 @@ impl Registry {
         for stats in &closed {
             self.retire(stats);
         }
-        (chosen, total)
+        (chosen, total, full)
     }
 
     /// Opens a stream to `target` through an agent of `group`.
@@ -341,9 +364,14 @@ impl Registry {
         // Bounded by the replicas seen at the first pick: each round excludes one more.
         let mut budget = usize::MAX;
         while tried.len() < budget {
-            let (replica, total) = self.pick(group, &tried);
+            let (replica, total, full) = self.pick(group, &tried);
             budget = budget.min(total.max(1));
             let Some(replica) = replica else {
+                if full {
+                    last = Some(AgentError::Busy {
+                        group: group.to_owned(),
+                    });
+                }
                 break;
             };
             tried.push(replica.id);
@@ -363,9 +391,9 @@ impl Registry {
 
     /// Live connections of `group`.
     pub fn connections(&self, group: &str) -> usize {
-        self.lock()
-            .get(group)
-            .map_or(0, |a| a.values().flatten().filter(|r| !r.mux.is_closing()).count())
+        self.lock().get(group).map_or(0, |a| {
+            a.values().flatten().filter(|r| !r.mux.is_closing()).count()
+        })
     }
 
     /// A snapshot for metrics.
@@ -418,7 +446,9 @@ impl Registry {
                     .iter()
                     .filter_map(|s| s.rtt)
                     .map(|d| d.as_secs_f64() * 1000.0)
-                    .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+                    .fold(None, |acc: Option<f64>, v| {
+                        Some(acc.map_or(v, |a| a.max(v)))
+                    });
                 let since = replicas
                     .iter()
                     .map(|r| r.since)
