@@ -136,7 +136,10 @@ fn invalid_configurations_say_where() {
             gateway(&format!("plain = true\n{cred}"))
         )
     };
-    bad(&socks("gateway = \"nope\""), "no [[gateway]] is named \"nope\"");
+    bad(
+        &socks("gateway = \"nope\""),
+        "no [[gateway]] is named \"nope\"",
+    );
     bad(&socks("agent_group = \"g\""), "agent_group needs gateway");
     bad(&socks("gateway = \"gateway\""), "needs agent_group");
     bad(
@@ -218,7 +221,11 @@ client_id = "host-7"
         Some("token-group".into())
     );
     assert_eq!(
-        group(request(Presented::Bearer("0123456789abcdef012".into()), None)).await,
+        group(request(
+            Presented::Bearer("0123456789abcdef012".into()),
+            None
+        ))
+        .await,
         None
     );
     assert_eq!(
@@ -311,29 +318,31 @@ async fn auth_service() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
         while let Ok((tcp, _)) = listener.accept().await {
             let record = record.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let record = record.clone();
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                        record.lock().unwrap().push(json.clone());
-                        let ok = path == "/check"
-                            && json["username"] == "remote"
-                            && json["password"] == "remote-password";
-                        let (status, body) = if ok {
-                            (200, r#"{"group": "checked"}"#)
-                        } else {
-                            (403, "{}")
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                            record.lock().unwrap().push(json.clone());
+                            let ok = path == "/check"
+                                && json["username"] == "remote"
+                                && json["password"] == "remote-password";
+                            let (status, body) = if ok {
+                                (200, r#"{"group": "checked"}"#)
+                            } else {
+                                (403, "{}")
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                     .await;
@@ -358,7 +367,10 @@ async fn external_http_check_grants_and_refuses() {
     assert_eq!(granted.unwrap().group, "team");
     assert!(seen.lock().unwrap().is_empty());
     let granted = chain
-        .check(&request(basic_creds("remote", "remote-password"), Some("box-1")))
+        .check(&request(
+            basic_creds("remote", "remote-password"),
+            Some("box-1"),
+        ))
         .await;
     assert_eq!(granted.unwrap().group, "checked");
     let refused = chain
@@ -393,7 +405,10 @@ async fn refusals_before_the_upgrade() {
     assert_eq!(code, 404);
     let (code, headers) = status(addr, "/ws", V1).await;
     assert_eq!(code, 401, "binary protocol without credentials");
-    assert!(headers.to_ascii_lowercase().contains("www-authenticate"), "{headers}");
+    assert!(
+        headers.to_ascii_lowercase().contains("www-authenticate"),
+        "{headers}"
+    );
     let (code, _) = status(addr, "/ws", "Sec-WebSocket-Protocol: chat\r\n").await;
     assert_eq!(code, 400, "no supported subprotocol");
     let page = common::http_get(addr, "/ws").await;
@@ -403,7 +418,12 @@ async fn refusals_before_the_upgrade() {
         let (code, _) = status(addr, "/ws", &format!("{V1}{}", basic("agent", "wrong"))).await;
         assert_eq!(code, 401);
     }
-    let (code, _) = status(addr, "/ws", &format!("{V1}{}", basic("agent", "agent-password"))).await;
+    let (code, _) = status(
+        addr,
+        "/ws",
+        &format!("{V1}{}", basic("agent", "agent-password")),
+    )
+    .await;
     assert_eq!(code, 403, "locked out, even with the right password");
     server.shutdown(Duration::from_secs(1)).await;
 }
@@ -416,7 +436,11 @@ async fn json_auth_message_refused_with_auth_response_and_1008() {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (code, headers, ws) = upgrade(stream, "/ws", "").await;
     assert_eq!(code, 101);
-    assert!(!headers.to_ascii_lowercase().contains("sec-websocket-protocol"));
+    assert!(
+        !headers
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol")
+    );
     let mut ws = ws.unwrap();
     ws.set_auto_close(false);
     let auth = Message::Auth {
@@ -427,15 +451,24 @@ async fn json_auth_message_refused_with_auth_response_and_1008() {
     ws.write_frame(Frame::text(Payload::Owned(auth.to_json().into_bytes())))
         .await
         .unwrap();
-    let frame = tokio::time::timeout(T, ws.read_frame()).await.unwrap().unwrap();
+    let frame = tokio::time::timeout(T, ws.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(frame.opcode, OpCode::Text);
     match Message::decode(&frame.payload).unwrap() {
         Message::AuthResponse { success, .. } => assert!(!success),
         other => panic!("expected auth_response, got {other:?}"),
     }
-    let frame = tokio::time::timeout(T, ws.read_frame()).await.unwrap().unwrap();
+    let frame = tokio::time::timeout(T, ws.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(frame.opcode, OpCode::Close);
-    assert_eq!(u16::from_be_bytes([frame.payload[0], frame.payload[1]]), 1008);
+    assert_eq!(
+        u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+        1008
+    );
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -444,7 +477,9 @@ async fn max_agents_and_handshake_timeout() {
     let (server, addr) = start("max_agents = 1\nhandshake_timeout = \"400ms\"").await;
     // A slowloris holds the only slot with half a request...
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: g\r\n").await.unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: g\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // ...so the next agent is told the gateway is full...
     let (code, _) = status(addr, "/ws", V1).await;
@@ -454,7 +489,11 @@ async fn max_agents_and_handshake_timeout() {
     let answered = tokio::time::timeout(T, common::read_until_close(&mut slow))
         .await
         .unwrap();
-    assert!(answered.is_empty(), "{}", String::from_utf8_lossy(&answered));
+    assert!(
+        answered.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     let mut freed = 0;
     for _ in 0..50 {
@@ -466,4 +505,31 @@ async fn max_agents_and_handshake_timeout() {
     }
     assert_eq!(freed, 401, "the slot is free again");
     server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn the_example_is_valid_with_a_generated_certificate() {
+    let dir = std::env::temp_dir().join(format!("mtgate-gw-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) =
+        mtgate::commands::cert::generate(&["gateway.example".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("gateway-cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("gateway-key.pem"), key).unwrap();
+    let text = include_str!("../../../examples/gateway.toml")
+        .replace(
+            "\"gateway-cert.pem\"",
+            &format!("{:?}", dir.join("gateway-cert.pem")),
+        )
+        .replace(
+            "\"gateway-key.pem\"",
+            &format!("{:?}", dir.join("gateway-key.pem")),
+        );
+    let parsed = config(&text);
+    let gateway = &parsed.gateway[0];
+    assert!(gateway.tls.is_some());
+    assert_eq!(gateway.credentials.len(), 2);
+    assert_eq!(gateway.forward_ports, vec![10000..=10100]);
+    let socks = parsed.proxies.iter().find(|p| p.name == "socks5").unwrap();
+    assert_eq!(socks.gateway.as_deref(), Some("tunnel"));
+    let _ = std::fs::remove_dir_all(dir);
 }
