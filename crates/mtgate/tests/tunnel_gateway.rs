@@ -389,7 +389,7 @@ async fn external_http_check_grants_and_refuses() {
     ));
     let config = config(&text);
     let chain = auth::chain(&config.gateway[0]);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let refused = chain
         .check(&request(basic_creds("remote", "remote-password"), None))
         .await;
@@ -485,7 +485,7 @@ async fn max_agents_and_handshake_timeout() {
     let (code, _) = status(addr, "/ws", V1).await;
     assert_eq!(code, 503);
     // ...until the handshake timeout drops the slowloris without an answer.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let answered = tokio::time::timeout(T, common::read_until_close(&mut slow))
         .await
         .unwrap();
