@@ -536,3 +536,70 @@ impl GatewaySet {
         self.registries.values()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: ErrorCode) -> AgentError {
+        AgentError::Open(OpenError::Refused {
+            code,
+            reason: String::new(),
+        })
+    }
+
+    #[test]
+    fn errors_map_to_socks_replies_and_http_statuses() {
+        let cases = [
+            (
+                AgentError::NoAgent { group: "g".into() },
+                Reply::HostUnreachable,
+                502,
+            ),
+            (refused(ErrorCode::ForbiddenHost), Reply::NotAllowed, 403),
+            (
+                refused(ErrorCode::ConnectionRefused),
+                Reply::ConnectionRefused,
+                502,
+            ),
+            (
+                refused(ErrorCode::ConnectionTimeout),
+                Reply::TtlExpired,
+                504,
+            ),
+            (AgentError::Open(OpenError::Timeout), Reply::TtlExpired, 504),
+            (refused(ErrorCode::RateLimited), Reply::GeneralFailure, 503),
+            (
+                AgentError::Busy { group: "g".into() },
+                Reply::GeneralFailure,
+                503,
+            ),
+            (
+                refused(ErrorCode::NameNotResolved),
+                Reply::HostUnreachable,
+                502,
+            ),
+        ];
+        for (error, reply, status) in cases {
+            assert_eq!(error.reply(), reply, "{error}");
+            assert_eq!(error.status(), status, "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_group_has_no_agent() {
+        let registry = Registry::new("g");
+        let target = OpenTarget {
+            network: mtgate_proto::tunnel::Network::Tcp,
+            address: mtgate_proto::address::Address::Socket("127.0.0.1:1".parse().unwrap()),
+        };
+        let e = registry.open("nobody", target).await.err().unwrap();
+        assert_eq!(
+            e,
+            AgentError::NoAgent {
+                group: "nobody".into()
+            }
+        );
+        assert_eq!(registry.stats().failures, vec![("no_agent", 1)]);
+    }
+}
