@@ -693,10 +693,12 @@ async fn client_certificate_identity_joins_its_group() {
         .signed_by(&server_key, &issuer)
         .unwrap();
     let client_key = rcgen::KeyPair::generate().unwrap();
-    let client_cert = rcgen::CertificateParams::new(vec!["cert-agent.test".into()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["cert-agent.test".into()]).unwrap();
+    client_params.distinguished_name = rcgen::DistinguishedName::new();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cert-agent.test");
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), server_cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), server_key.serialize_pem()).unwrap();

@@ -155,6 +155,15 @@ impl Replica {
     }
 }
 
+/// An open in flight on a replica; dropping it takes it off the replica's load.
+struct Opening<'a>(&'a Replica);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A registered connection; dropping it does not unregister (call
 /// [`Registry::remove`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,8 +384,11 @@ impl Registry {
                 break;
             };
             tried.push(replica.id);
-            let opened = replica.mux.open(target.clone()).await;
-            replica.opening.fetch_sub(1, Ordering::Relaxed);
+            let opened = {
+                // Counted as load until answered, also when the caller gives up first.
+                let _opening = Opening(&replica);
+                replica.mux.open(target.clone()).await
+            };
             match opened {
                 Ok(stream) => return Ok(stream),
                 // The connection went away before the agent took the stream: try another.
