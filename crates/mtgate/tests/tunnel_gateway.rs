@@ -533,3 +533,16 @@ fn the_example_is_valid_with_a_generated_certificate() {
     assert_eq!(socks.gateway.as_deref(), Some("tunnel"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn reload_applies_new_credentials_to_new_agents() {
+    let (server, addr) = start("").await;
+    let old = format!("{V1}{}", basic("agent", "agent-password"));
+    let new = format!("{V1}{}", basic("agent", "rotated-password"));
+    assert_eq!(status(addr, "/ws", &new).await.0, 401);
+    let text = gateway_config("").replace("agent-password", "rotated-password");
+    server.reload(config(&text));
+    assert_eq!(status(addr, "/ws", &old).await.0, 401);
+    assert_eq!(status(addr, "/ws", &new).await.0, 101);
+    server.shutdown(Duration::from_secs(1)).await;
+}
