@@ -769,3 +769,78 @@ rules = [{{ action = "allow", cidrs = ["127.0.0.0/8"] }}]
     server.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Kills the child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn python_agent_written_from_the_anyproxy_document() {
+    use std::io::BufRead;
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("python3 is not installed: skipping the JSON compatibility test");
+        return;
+    }
+    let echo = Echo::start().await;
+    let server = start("", 443).await;
+    let gateway = addr(&server, "gateway", false);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/anyproxy/json_agent.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(gateway.to_string())
+        .args(["json-agent", "json-password", "py-agent-1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        line
+    });
+    let line = tokio::time::timeout(WAIT, ready).await.unwrap().unwrap();
+    assert_eq!(line.trim(), "READY", "auth → auth_response, ping → pong");
+    wait_for_connections(&server, "json", 1).await;
+    let socks = addr(&server, "socks", false);
+    // connect → connect_response → data both ways → close, with a payload of many messages.
+    let mut s = socks_connect(socks, "json", "json-password", "127.0.0.1", echo.v4.port())
+        .await
+        .unwrap();
+    echo_round_trip(&mut s, b"hello from curl's side").await;
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    echo_round_trip(&mut s, &big).await;
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    // The document's error message with FORBIDDEN_HOST: SOCKS "not allowed".
+    let refused = socks_connect(socks, "json", "json-password", FORBIDDEN, 80).await;
+    assert_eq!(refused.err(), Some(2));
+    let json = admin_get(&server, "/gateways/gateway").await;
+    let agent = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["group"] == "json")
+        .cloned()
+        .unwrap();
+    assert_eq!(agent["client_id"], "py-agent-1");
+    assert_eq!(agent["connections"][0]["protocol"], "anyproxy-json");
+    drop(child);
+    server.shutdown(Duration::from_secs(1)).await;
+}
