@@ -546,3 +546,38 @@ async fn reload_applies_new_credentials_to_new_agents() {
     assert_eq!(status(addr, "/ws", &new).await.0, 101);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn an_agent_asking_for_another_group_is_refused() {
+    let (server, addr) = start("").await;
+    let creds = format!("{V1}{}", basic("agent", "agent-password"));
+    let (code, _) = status(addr, "/ws", &format!("{creds}X-Group-ID: other\r\n")).await;
+    assert_eq!(code, 403);
+    let (code, _) = status(addr, "/ws", &format!("{creds}X-Group-ID: team\r\n")).await;
+    assert_eq!(code, 101);
+    // With JSON the answer is a failed auth_response.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (code, _, ws) = upgrade(stream, "/ws", "X-Group-ID: other\r\n").await;
+    assert_eq!(code, 101);
+    let mut ws = ws.unwrap();
+    let auth = Message::Auth {
+        username: "agent".into(),
+        password: "agent-password".into(),
+        client_id: "py-1".into(),
+    };
+    ws.write_frame(Frame::text(Payload::Owned(auth.to_json().into_bytes())))
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(T, ws.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    match Message::decode(&frame.payload).unwrap() {
+        Message::AuthResponse { success, message } => {
+            assert!(!success);
+            assert!(message.contains("group"), "{message}");
+        }
+        other => panic!("expected auth_response, got {other:?}"),
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}

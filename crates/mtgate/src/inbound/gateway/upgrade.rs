@@ -137,6 +137,12 @@ pub async fn accept(
         answer(&mut io, refuse(Refusal::Unauthorized)).await;
         return None;
     }
+    if let Some((g, _)) = &granted
+        && !group_matches(upgrade.group.as_deref(), &g.group, service, peer)
+    {
+        answer(&mut io, refuse(Refusal::WrongGroup)).await;
+        return None;
+    }
     let answer_101 = switching_protocols(&upgrade.key, upgrade.protocol);
     if io.write_all(&answer_101).await.is_err() || io.flush().await.is_err() {
         return None;
@@ -152,7 +158,15 @@ pub async fn accept(
         Some(pair) => pair,
         None => {
             ws.set_max_message_size(MAX_MESSAGE_LEN);
-            let (g, identity, id) = json_auth(&mut ws, peer, service, shared, auth).await?;
+            let (g, identity, id) = json_auth(
+                &mut ws,
+                peer,
+                service,
+                shared,
+                auth,
+                upgrade.group.as_deref(),
+            )
+            .await?;
             client_id = client_id.or(id);
             (g, identity)
         }
@@ -172,6 +186,23 @@ pub async fn accept(
         group,
         identity,
     })
+}
+
+/// Whether the group the agent asked for (`X-Group-ID`), if any, is the one its credentials
+/// grant; a mismatch is refused so a misconfigured agent is noticed, not silently regrouped.
+fn group_matches(
+    asked: Option<&str>,
+    granted: &str,
+    service: &GatewayService,
+    peer: SocketAddr,
+) -> bool {
+    match asked {
+        Some(asked) if asked != granted => {
+            tracing::warn!(gateway = service.name, %peer, asked = ?asked, granted, "agent asked for another group than its credentials grant");
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Counts a failed authentication towards the lockout and logs it (the identity escaped,
@@ -195,6 +226,7 @@ async fn json_auth(
     service: &GatewayService,
     shared: &Shared,
     auth: &Chain,
+    asked_group: Option<&str>,
 ) -> Option<(Granted, String, Option<String>)> {
     let frame = match ws.read_frame().await {
         Ok(frame) => frame,
@@ -231,6 +263,11 @@ async fn json_auth(
         peer,
     };
     match auth.check(&request).await {
+        Some(granted) if !group_matches(asked_group, &granted.group, service, peer) => {
+            service.count(shared, Refusal::WrongGroup.label());
+            let _ = reply(ws, false, &Refusal::WrongGroup.to_string()).await;
+            None
+        }
         Some(granted) => {
             reply(ws, true, "authenticated").await.ok()?;
             Some((granted, username, client_id))

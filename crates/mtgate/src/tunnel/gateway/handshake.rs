@@ -27,6 +27,8 @@ pub struct AgentUpgrade {
     pub presented: Option<Presented>,
     /// `X-Client-ID`, if any.
     pub client_id: Option<String>,
+    /// `X-Group-ID`, if any: the group the agent expects to join.
+    pub group: Option<String>,
 }
 
 /// Why an upgrade is refused, with its HTTP status.
@@ -47,6 +49,9 @@ pub enum Refusal {
     /// `max_agents` reached.
     #[error("too many agents")]
     Busy,
+    /// `X-Group-ID` names another group than the credentials grant.
+    #[error("these credentials do not join the group the agent asked for")]
+    WrongGroup,
 }
 
 impl Refusal {
@@ -56,7 +61,7 @@ impl Refusal {
             Self::BadRequest(_) => (400, "Bad Request"),
             Self::NotFound => (404, "Not Found"),
             Self::Unauthorized => (401, "Unauthorized"),
-            Self::Banned => (403, "Forbidden"),
+            Self::Banned | Self::WrongGroup => (403, "Forbidden"),
             Self::Busy => (503, "Service Unavailable"),
         }
     }
@@ -69,6 +74,7 @@ impl Refusal {
             Self::Unauthorized => "unauthorized",
             Self::Banned => "locked_out",
             Self::Busy => "max_agents",
+            Self::WrongGroup => "wrong_group",
         }
     }
 
@@ -131,6 +137,11 @@ pub fn check(request: &RequestHead, path: &str) -> Result<AgentUpgrade, Refusal>
         }
         Some(_) => return Err(Refusal::BadRequest("X-Client-ID is too long or malformed")),
     };
+    let group = match h.get_str("x-group-id").map(str::trim) {
+        None | Some("") => None,
+        Some(g) if g.len() <= 64 && !g.chars().any(char::is_control) => Some(g.to_owned()),
+        Some(_) => return Err(Refusal::BadRequest("X-Group-ID is too long or malformed")),
+    };
     let presented = match h.get("authorization") {
         None => None,
         Some(value) => Some(credentials(value).ok_or(Refusal::Unauthorized)?),
@@ -141,6 +152,7 @@ pub fn check(request: &RequestHead, path: &str) -> Result<AgentUpgrade, Refusal>
         protocol,
         presented,
         client_id,
+        group,
     })
 }
 
