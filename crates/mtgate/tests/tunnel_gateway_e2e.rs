@@ -469,6 +469,27 @@ async fn half_close_request_shut_wr_then_the_whole_reply() {
         .unwrap()
         .unwrap();
     assert_eq!(reply, "got 100000 bytes".repeat(1000).into_bytes());
+    // The listener's traffic counters see the bytes that went through the agent.
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = metrics(&server).await;
+        if page.contains("direction=\"upload\"} 100000") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        page.contains(
+            "mtgate_proxy_bytes_total{listener=\"socks\",user=\"team\",direction=\"upload\"} 100000"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "mtgate_proxy_bytes_total{listener=\"socks\",user=\"team\",direction=\"download\"} 16000"
+        ),
+        "{page}"
+    );
     agent.task.abort();
     server.shutdown(Duration::from_secs(1)).await;
 }
