@@ -581,3 +581,37 @@ async fn an_agent_asking_for_another_group_is_refused() {
     }
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[test]
+fn mtgate_cert_writes_a_pair_with_a_private_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("mtgate-gw-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mtgate"))
+        .args(["cert", "--name", "gw.test", "--name", "::1", "--out-cert"])
+        .arg(&cert)
+        .arg("--out-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        std::fs::read_to_string(&cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The pair serves a wss gateway.
+    let text = format!(
+        "[[gateway]]\nlisten = [\"127.0.0.1:0\"]\ncert = {cert:?}\nkey = {key:?}\n[[gateway.credential]]\ntoken = \"0123456789abcdef\"\ngroup = \"g\"\n"
+    );
+    assert!(config(&text).gateway[0].tls.is_some());
+    let _ = std::fs::remove_dir_all(dir);
+}
