@@ -842,13 +842,25 @@ async fn python_agent_written_from_the_anyproxy_document() {
     echo_round_trip(&mut s, b"hello from curl's side").await;
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     echo_round_trip(&mut s, &big).await;
-    s.shutdown().await.unwrap();
+    drop(s);
+    // A target that answers and closes: its close reaches the client as EOF. (JSON has no
+    // half-close: `close` ends both directions, so only full closes are carried.)
+    let banner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let banner_port = banner.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        if let Ok((mut t, _)) = banner.accept().await {
+            let _ = t.write_all(b"bye").await;
+        }
+    });
+    let mut s = socks_connect(socks, "json", "json-password", "127.0.0.1", banner_port)
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
         .await
         .unwrap()
         .unwrap();
-    assert!(rest.is_empty());
+    assert_eq!(rest, b"bye");
     // The document's error message with FORBIDDEN_HOST: SOCKS "not allowed".
     let refused = socks_connect(socks, "json", "json-password", FORBIDDEN, 80).await;
     assert_eq!(refused.err(), Some(2));

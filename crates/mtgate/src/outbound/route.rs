@@ -186,7 +186,12 @@ pub async fn allowed_addresses(
 fn check_unresolved(target: &Address, route: &Route<'_>) -> Result<(), OutboundError> {
     let ip = match target {
         Address::Socket(addr) => Some(addr.ip()),
-        Address::Domain(..) => None,
+        // An IP literal sent as a name (SOCKS5 ATYP 3, an HTTP Host) is still that address.
+        Address::Domain(name, _) => name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok(),
     };
     let host = target.host();
     let verdict = acl::check(
