@@ -877,3 +877,51 @@ async fn python_agent_written_from_the_anyproxy_document() {
     drop(child);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_streams_over_two_replicas() {
+    const STREAMS: usize = 500;
+    let echo = Echo::start().await;
+    let server = start("", 443).await;
+    let gateway = addr(&server, "gateway", false);
+    // Two connections of one agent (same client id): two replicas.
+    let r1 = TestAgent::connect(gateway, "box-1").await;
+    let r2 = TestAgent::connect(gateway, "box-1").await;
+    wait_for_connections(&server, "team", 2).await;
+    let socks = addr(&server, "socks", false);
+    let barrier = Arc::new(tokio::sync::Barrier::new(STREAMS + 1));
+    let mut clients = Vec::new();
+    for i in 0..STREAMS {
+        let barrier = barrier.clone();
+        clients.push(tokio::spawn(async move {
+            let mut s = socks_connect(socks, "team", "team-password", "127.0.0.1", echo.v4.port())
+                .await
+                .unwrap();
+            let text = format!("stream {i} ").repeat(100).into_bytes();
+            echo_round_trip(&mut s, &text).await;
+            // Every stream is open at once before any closes.
+            barrier.wait().await;
+            echo_round_trip(&mut s, b"again").await;
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(30), barrier.wait())
+        .await
+        .expect("all streams open together");
+    let json = admin_get(&server, "/gateways/gateway").await;
+    let agents = json["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{json}");
+    assert_eq!(agents[0]["replicas"], 2);
+    assert_eq!(agents[0]["open_streams"], STREAMS, "{json}");
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(30), client)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let (a, b) = (r1.opens(), r2.opens());
+    assert_eq!(a + b, STREAMS);
+    assert!(a.abs_diff(b) <= STREAMS / 10, "spread {a} / {b}");
+    r1.task.abort();
+    r2.task.abort();
+    server.shutdown(Duration::from_secs(1)).await;
+}
