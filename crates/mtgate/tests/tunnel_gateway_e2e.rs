@@ -549,13 +549,18 @@ async fn remote_port_forward_round_trip() {
     let port = free.local_addr().unwrap().port();
     drop(free);
     let server = start(&format!("forward_ports = [{port}]"), 443).await;
-    let agent = TestAgent::connect(addr(&server, "gateway", false), "box-1").await;
-    wait_for_connections(&server, "team", 1).await;
+    let gateway = addr(&server, "gateway", false);
+    // Two replicas of one agent, and another agent.
+    let r1 = TestAgent::connect(gateway, "box-1").await;
+    let r2 = TestAgent::connect(gateway, "box-1").await;
+    let other = TestAgent::connect(gateway, "box-2").await;
+    wait_for_connections(&server, "team", 3).await;
+    let target = Address::Socket(echo.v4);
     // A port outside forward_ports is refused.
-    let other = if port == 65535 { port - 1 } else { port + 1 };
-    let refused = agent
+    let not_allowed = if port == 65535 { port - 1 } else { port + 1 };
+    let refused = r1
         .mux
-        .listen(Network::Tcp, other, Address::Socket(echo.v4))
+        .listen(Network::Tcp, not_allowed, target.clone())
         .await;
     assert!(
         matches!(
@@ -567,12 +572,22 @@ async fn remote_port_forward_round_trip() {
         ),
         "{refused:?}"
     );
-    agent
-        .mux
-        .listen(Network::Tcp, port, Address::Socket(echo.v4))
+    // Every replica asks for the port: the first binds it, the second is told yes.
+    r1.mux
+        .listen(Network::Tcp, port, target.clone())
         .await
         .unwrap();
-    for i in 0..3u8 {
+    r2.mux
+        .listen(Network::Tcp, port, target.clone())
+        .await
+        .unwrap();
+    // Another agent cannot take it.
+    let taken = other.mux.listen(Network::Tcp, port, target.clone()).await;
+    assert!(
+        matches!(taken, Err(ListenError::Refused { .. })),
+        "{taken:?}"
+    );
+    let round_trip = |i: u8| async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         echo_round_trip(&mut s, &[i; 1000]).await;
         s.shutdown().await.unwrap();
@@ -582,9 +597,20 @@ async fn remote_port_forward_round_trip() {
             .unwrap()
             .unwrap();
         assert!(rest.is_empty());
+    };
+    for i in 0..4u8 {
+        round_trip(i).await;
     }
-    // The port closes with the agent's connection.
-    agent.mux.close();
+    assert_eq!(r1.opens() + r2.opens(), 4);
+    assert_eq!(other.opens(), 0);
+    // One replica leaves: the port stays, served by the other.
+    r1.mux.close();
+    wait_for_connections(&server, "team", 2).await;
+    let before = r2.opens();
+    round_trip(9).await;
+    assert_eq!(r2.opens(), before + 1);
+    // The last one leaves: the port closes.
+    r2.mux.close();
     let mut closed = false;
     for _ in 0..200 {
         if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -594,7 +620,9 @@ async fn remote_port_forward_round_trip() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(closed, "the forwarded port is released");
-    agent.task.abort();
+    for agent in [r1, r2, other] {
+        agent.task.abort();
+    }
     server.shutdown(Duration::from_secs(1)).await;
 }
 

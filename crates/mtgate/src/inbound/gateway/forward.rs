@@ -1,10 +1,17 @@
 //! Remote port forwarding (AnyProxy's `open_ports`): an agent's LISTEN asks the gateway to
 //! listen on a port (one of `forward_ports`, bound on `forward_bind`); each connection
 //! accepted there becomes a stream opened back to that agent, to the address it named, and is
-//! relayed both ways with half-close. The port closes when the agent's connection ends.
+//! relayed both ways with half-close.
+//!
+//! A forwarded port belongs to the agent (its client id), not to one connection: every
+//! replica of an agent asks for the same ports, the first LISTEN binds, the others are
+//! answered yes, accepted connections go to any live replica of the agent, and the port closes
+//! once the agent has no connection left.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mtgate_proto::address::Address;
 use mtgate_proto::tunnel::{ErrorCode, Network, OpenTarget};
@@ -13,106 +20,155 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::gateway::GatewayConfig;
-use crate::tunnel::mux::{ListenRequest, Mux};
+use crate::tunnel::gateway::Registry;
+use crate::tunnel::gateway::registry::ReplicaInfo;
+use crate::tunnel::mux::ListenRequest;
 
-/// Ports one agent connection may have forwarded at once.
+/// Ports one agent may have forwarded at once.
 pub const MAX_FORWARDS_PER_AGENT: usize = 16;
 
-/// The forwarded ports of one agent connection.
-#[derive(Debug)]
-pub struct Forwards {
-    ports: Vec<u16>,
-    streams: Arc<Semaphore>,
+/// How often a forwarded port checks that its agent is still connected.
+const AGENT_CHECK: Duration = Duration::from_millis(250);
+
+/// Who holds a forwarded port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder {
+    group: String,
+    client_id: String,
+    target: Address,
 }
 
-impl Forwards {
-    /// No port yet; forwarded connections share `max_streams` streams.
-    pub fn new(max_streams: usize) -> Self {
-        Self {
-            ports: Vec::new(),
-            streams: Arc::new(Semaphore::new(max_streams)),
-        }
-    }
+/// The forwarded ports of one gateway.
+#[derive(Debug, Default)]
+pub struct ForwardTable {
+    ports: Mutex<HashMap<u16, Holder>>,
+}
 
-    /// Checks and binds the requested port, answers the agent, and serves the port until the
-    /// agent's connection ends or the server stops.
-    pub async fn start(
-        &mut self,
-        request: ListenRequest,
-        mux: &Mux,
-        config: &GatewayConfig,
-        stop: &CancellationToken,
-    ) {
-        let port = request.port();
-        let refused = |code, reason: &str| Err((code, reason.to_owned()));
-        let checked = if request.network() != Network::Tcp {
+impl ForwardTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Holder>> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Checks and binds the requested port for `agent`, answers, and serves the port until the
+/// agent has no connection left or the server stops.
+pub async fn listen(
+    request: ListenRequest,
+    agent: &ReplicaInfo,
+    table: &Arc<ForwardTable>,
+    registry: &Arc<Registry>,
+    config: &GatewayConfig,
+    stop: &CancellationToken,
+) {
+    let port = request.port();
+    let holder = Holder {
+        group: agent.group.clone(),
+        client_id: agent.client_id.clone(),
+        target: request.target().clone(),
+    };
+    let refused = |code, reason: &str| Err((code, reason.to_owned()));
+    let checked = {
+        let ports = table.lock();
+        if request.network() != Network::Tcp {
             refused(ErrorCode::InvalidMessage, "only tcp ports are forwarded")
         } else if !config.forward_ports.iter().any(|r| r.contains(&port)) {
             refused(
                 ErrorCode::ForbiddenHost,
                 "the port is not in the gateway's forward_ports",
             )
-        } else if self.ports.contains(&port) {
-            refused(ErrorCode::InvalidMessage, "the port is already forwarded")
-        } else if self.ports.len() >= MAX_FORWARDS_PER_AGENT {
+        } else if let Some(held) = ports.get(&port) {
+            if held == &holder {
+                // Another replica of the same agent: the port is already served.
+                request.answer(Ok(()));
+                return;
+            }
+            refused(
+                ErrorCode::InvalidMessage,
+                "the port is forwarded for another agent",
+            )
+        } else if ports
+            .values()
+            .filter(|h| h.group == holder.group && h.client_id == holder.client_id)
+            .count()
+            >= MAX_FORWARDS_PER_AGENT
+        {
             refused(ErrorCode::RateLimited, "too many forwarded ports")
         } else {
             Ok(())
-        };
-        if let Err(e) = checked {
-            tracing::info!(
-                gateway = config.name,
-                port,
-                reason = e.1,
-                "port forward refused"
-            );
-            request.answer(Err(e));
+        }
+    };
+    if let Err(e) = checked {
+        tracing::info!(
+            gateway = config.name,
+            port,
+            reason = e.1,
+            "port forward refused"
+        );
+        request.answer(Err(e));
+        return;
+    }
+    let addr = SocketAddr::new(config.forward_bind, port);
+    let listener = match crate::listener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::info!(gateway = config.name, %addr, error = %e, "port forward cannot bind");
+            request.answer(Err((
+                ErrorCode::InternalError,
+                format!("cannot listen: {e}"),
+            )));
             return;
         }
-        let addr = SocketAddr::new(config.forward_bind, port);
-        let listener = match crate::listener::bind(addr) {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::info!(gateway = config.name, %addr, error = %e, "port forward cannot bind");
-                request.answer(Err((
-                    ErrorCode::InternalError,
-                    format!("cannot listen: {e}"),
-                )));
-                return;
-            }
-        };
-        let target = request.target().clone();
-        request.answer(Ok(()));
-        self.ports.push(port);
-        tracing::info!(gateway = config.name, %addr, target = ?target, "port forwarded to an agent");
-        tokio::spawn(serve(
-            listener,
-            target,
-            mux.clone(),
-            self.streams.clone(),
-            stop.clone(),
-        ));
+    };
+    {
+        let mut ports = table.lock();
+        if ports.contains_key(&port) {
+            // Another replica bound it meanwhile (the bind above then failed for one of us).
+            drop(ports);
+            request.answer(Ok(()));
+            return;
+        }
+        ports.insert(port, holder.clone());
     }
+    request.answer(Ok(()));
+    tracing::info!(gateway = config.name, %addr, client_id = holder.client_id, target = ?holder.target, "port forwarded to an agent");
+    tokio::spawn(serve(
+        listener,
+        port,
+        holder,
+        table.clone(),
+        registry.clone(),
+        config.max_streams_per_agent,
+        stop.clone(),
+    ));
 }
 
 async fn serve(
     listener: TcpListener,
-    target: Address,
-    mux: Mux,
-    streams: Arc<Semaphore>,
+    port: u16,
+    holder: Holder,
+    table: Arc<ForwardTable>,
+    registry: Arc<Registry>,
+    max_streams: usize,
     stop: CancellationToken,
 ) {
+    let streams = Arc::new(Semaphore::new(max_streams));
+    let mut check = tokio::time::interval(AGENT_CHECK);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = mux.closed() => return,
-            () = stop.cancelled() => return,
+            _ = check.tick() => {
+                if registry.agent_connections(&holder.group, &holder.client_id) == 0 {
+                    break;
+                }
+                continue;
+            }
+            () = stop.cancelled() => break,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
             Err(e) => {
-                tracing::warn!(error = %e, "forwarded port: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tracing::warn!(port, error = %e, "forwarded port: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -120,25 +176,28 @@ async fn serve(
         let Ok(permit) = streams.clone().try_acquire_owned() else {
             continue;
         };
-        let mux = mux.clone();
-        let target = target.clone();
+        let registry = registry.clone();
+        let holder = holder.clone();
         tokio::spawn(async move {
-            relay(tcp, &mux, target).await;
+            relay(tcp, &registry, &holder).await;
             drop(permit);
         });
     }
+    table.lock().remove(&port);
+    tracing::info!(port, client_id = holder.client_id, "forwarded port closed");
 }
 
 /// Opens a stream back to the agent and relays until both directions finished.
-async fn relay(mut tcp: TcpStream, mux: &Mux, target: Address) {
+async fn relay(mut tcp: TcpStream, registry: &Registry, holder: &Holder) {
     let _ = tcp.set_nodelay(true);
-    let opened = mux
-        .open(OpenTarget {
-            network: Network::Tcp,
-            address: target,
-        })
-        .await;
-    let mut stream = match opened {
+    let target = OpenTarget {
+        network: Network::Tcp,
+        address: holder.target.clone(),
+    };
+    let mut stream = match registry
+        .open_on_agent(&holder.group, &holder.client_id, target)
+        .await
+    {
         Ok(stream) => stream,
         Err(e) => {
             tracing::debug!(error = %e, "forwarded connection: the agent did not open the stream");
@@ -146,12 +205,7 @@ async fn relay(mut tcp: TcpStream, mux: &Mux, target: Address) {
         }
     };
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, 32 << 10, 32 << 10);
-    tokio::select! {
-        r = copy => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "forwarded connection ended with an error");
-            }
-        }
-        () = mux.closed() => {}
+    if let Err(e) = copy.await {
+        tracing::debug!(error = %e, "forwarded connection ended with an error");
     }
 }

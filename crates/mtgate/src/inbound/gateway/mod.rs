@@ -43,6 +43,7 @@ pub struct GatewayService {
     tls: Option<Arc<rustls::ServerConfig>>,
     lockout: Lockout,
     registry: Arc<Registry>,
+    forwards: Arc<forward::ForwardTable>,
 }
 
 impl GatewayService {
@@ -56,6 +57,7 @@ impl GatewayService {
             gate: Arc::default(),
             lockout: Lockout::default(),
             registry,
+            forwards: Arc::default(),
         }
     }
 
@@ -220,7 +222,8 @@ async fn serve(
         .add(info.clone(), mux.clone(), config.max_streams_per_agent);
     let requests = tokio::spawn(serve_requests(
         incoming,
-        mux.clone(),
+        info.clone(),
+        service.clone(),
         config.clone(),
         stop.clone(),
     ));
@@ -245,11 +248,11 @@ async fn serve(
 /// not reach into the gateway's network).
 async fn serve_requests(
     mut incoming: Incoming,
-    mux: Mux,
+    agent: ReplicaInfo,
+    service: Arc<GatewayService>,
     config: Arc<GatewayConfig>,
     stop: CancellationToken,
 ) {
-    let mut forwards = forward::Forwards::new(config.max_streams_per_agent);
     while let Some(request) = incoming.next().await {
         match request {
             Inbound::Open(open) => {
@@ -259,7 +262,17 @@ async fn serve_requests(
                     "agents cannot open streams through the gateway",
                 );
             }
-            Inbound::Listen(listen) => forwards.start(listen, &mux, &config, &stop).await,
+            Inbound::Listen(listen) => {
+                forward::listen(
+                    listen,
+                    &agent,
+                    &service.forwards,
+                    &service.registry,
+                    &config,
+                    &stop,
+                )
+                .await;
+            }
         }
     }
 }

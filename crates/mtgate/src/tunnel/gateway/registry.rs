@@ -296,9 +296,15 @@ impl Registry {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The least-loaded live replica of `group` not in `tried` and under its stream limit,
-    /// with the number of live replicas; closing ones leave.
-    fn pick(&self, group: &str, tried: &[u64]) -> (Option<Arc<Replica>>, usize, bool) {
+    /// The least-loaded live replica of `group` (of the agent `only`, if given) not in
+    /// `tried` and under its stream limit, with the number of live candidates; closing ones
+    /// leave.
+    fn pick(
+        &self,
+        group: &str,
+        only: Option<&str>,
+        tried: &[u64],
+    ) -> (Option<Arc<Replica>>, usize, bool) {
         let mut groups = self.lock();
         let Some(agents) = groups.get_mut(group) else {
             return (None, 0, false);
@@ -314,7 +320,11 @@ impl Registry {
             });
         }
         agents.retain(|_, replicas| !replicas.is_empty());
-        let live: Vec<&Arc<Replica>> = agents.values().flatten().collect();
+        let live: Vec<&Arc<Replica>> = agents
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|o| o == id.as_str()))
+            .flat_map(|(_, replicas)| replicas)
+            .collect();
         let total = live.len();
         let untried: Vec<(&Arc<Replica>, usize)> = live
             .into_iter()
@@ -350,7 +360,27 @@ impl Registry {
 
     /// Opens a stream to `target` through an agent of `group`.
     pub async fn open(&self, group: &str, target: OpenTarget) -> Result<MuxStream, AgentError> {
-        let result = self.try_open(group, target).await;
+        self.open_counted(group, None, target).await
+    }
+
+    /// Opens a stream to `target` through one of the connections of the agent `client_id`
+    /// (remote port forwarding: the agent that asked for the port).
+    pub async fn open_on_agent(
+        &self,
+        group: &str,
+        client_id: &str,
+        target: OpenTarget,
+    ) -> Result<MuxStream, AgentError> {
+        self.open_counted(group, Some(client_id), target).await
+    }
+
+    async fn open_counted(
+        &self,
+        group: &str,
+        only: Option<&str>,
+        target: OpenTarget,
+    ) -> Result<MuxStream, AgentError> {
+        let result = self.try_open(group, only, target).await;
         match &result {
             Ok(_) => {
                 self.totals.opens.fetch_add(1, Ordering::Relaxed);
@@ -367,13 +397,18 @@ impl Registry {
         result
     }
 
-    async fn try_open(&self, group: &str, target: OpenTarget) -> Result<MuxStream, AgentError> {
+    async fn try_open(
+        &self,
+        group: &str,
+        only: Option<&str>,
+        target: OpenTarget,
+    ) -> Result<MuxStream, AgentError> {
         let mut tried = Vec::new();
         let mut last = None;
         // Bounded by the replicas seen at the first pick: each round excludes one more.
         let mut budget = usize::MAX;
         while tried.len() < budget {
-            let (replica, total, full) = self.pick(group, &tried);
+            let (replica, total, full) = self.pick(group, only, &tried);
             budget = budget.min(total.max(1));
             let Some(replica) = replica else {
                 if full {
@@ -406,6 +441,14 @@ impl Registry {
         self.lock().get(group).map_or(0, |a| {
             a.values().flatten().filter(|r| !r.mux.is_closing()).count()
         })
+    }
+
+    /// Live connections of the agent `client_id` in `group`.
+    pub fn agent_connections(&self, group: &str, client_id: &str) -> usize {
+        self.lock()
+            .get(group)
+            .and_then(|a| a.get(client_id))
+            .map_or(0, |r| r.iter().filter(|r| !r.mux.is_closing()).count())
     }
 
     /// A snapshot for metrics.
