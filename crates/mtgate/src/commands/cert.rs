@@ -81,4 +81,21 @@ mod tests {
             Some("gateway.test")
         );
     }
+
+    #[test]
+    fn identity_falls_back_to_the_first_dns_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["10.0.0.1".into(), "agent-7.test".into()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            crate::inbound::gateway::upgrade::certificate_identity(cert.der()).as_deref(),
+            Some("agent-7.test")
+        );
+        assert_eq!(
+            crate::inbound::gateway::upgrade::certificate_identity(b"not a certificate"),
+            None
+        );
+    }
 }
