@@ -953,3 +953,32 @@ async fn five_hundred_concurrent_streams_over_two_replicas() {
     r2.task.abort();
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_silent_agent_misses_its_pong_deadline_and_leaves() {
+    let echo = Echo::start().await;
+    let server = start("", 443).await;
+    let gateway = addr(&server, "gateway", false);
+    // Upgrades and authenticates, then never reads again: no pong ever comes back.
+    let stream = TcpStream::connect(gateway).await.unwrap();
+    let extra = format!("{V1}{}", basic("agent", "agent-password"));
+    let (code, silent) = upgrade(stream, &extra).await;
+    assert_eq!(code, 101);
+    wait_for_connections(&server, "team", 1).await;
+    // ping_interval = 1s, pong_timeout = 1s in this gateway.
+    let registry = server.shared().gateways.get("gateway").unwrap().clone();
+    let mut gone = false;
+    for _ in 0..80 {
+        if registry.connections("team") == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the silent agent is still registered");
+    let socks = addr(&server, "socks", false);
+    let refused = socks_connect(socks, "team", "team-password", "127.0.0.1", echo.v4.port()).await;
+    assert_eq!(refused.err(), Some(4), "no agent left for the group");
+    drop(silent);
+    server.shutdown(Duration::from_secs(1)).await;
+}
