@@ -224,13 +224,6 @@ fn one(i: usize, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
         forward_ports,
         forward_bind,
     };
-    if config.tls.is_none() && config.exposed() {
-        tracing::warn!(
-            gateway = config.name,
-            addrs = ?config.listen,
-            "plain ws beyond loopback: agents' credentials cross the network in clear unless a TLS terminator is in front"
-        );
-    }
     Ok(config)
 }
 
@@ -274,12 +267,6 @@ fn credential(at: &str, c: RawCredential, mtls: bool) -> Result<GatewayCredentia
             }
             let password = Password::parse(&password)
                 .map_err(|e| ConfigError::new(format!("{at}.password"), e.to_string()))?;
-            if !password.is_hash() {
-                tracing::warn!(
-                    credential = at,
-                    "plain-text agent password in the configuration: prefer an argon2 hash (mtgate hash-password)"
-                );
-            }
             CredentialSecret::Password(password)
         }
         (None, Some(token)) => {

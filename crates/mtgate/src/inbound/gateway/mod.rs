@@ -49,6 +49,7 @@ pub struct GatewayService {
 impl GatewayService {
     /// A service for `config` whose agents join `registry`.
     pub fn new(config: GatewayConfig, registry: Arc<Registry>) -> Self {
+        warn_about(&config);
         Self {
             name: config.name.clone(),
             tls: config.tls.clone(),
@@ -79,6 +80,7 @@ impl GatewayService {
     /// Applies reloaded settings (credentials, limits, timeouts) to new connections; TLS files
     /// and listen addresses need a restart.
     pub fn apply(&self, config: GatewayConfig) {
+        warn_about(&config);
         self.auth.store(Arc::new(auth::chain(&config)));
         self.config.store(Arc::new(config));
     }
@@ -92,6 +94,27 @@ impl GatewayService {
                 reason,
             })
             .inc();
+    }
+}
+
+/// Says loudly what is risky in `config` (logging is up by the time services start).
+fn warn_about(config: &GatewayConfig) {
+    if config.tls.is_none() && config.exposed() {
+        tracing::warn!(
+            gateway = config.name,
+            addrs = ?config.listen,
+            "plain ws beyond loopback: agents' credentials cross the network in clear unless a TLS terminator is in front"
+        );
+    }
+    let plain = config.credentials.iter().filter(|c| {
+        matches!(&c.secret, crate::config::gateway::CredentialSecret::Password(p) if !p.is_hash())
+    });
+    for credential in plain {
+        tracing::warn!(
+            gateway = config.name,
+            user = ?credential.username.as_deref().unwrap_or(""),
+            "plain-text agent password in the config: store an argon2 hash instead (mtgate hash-password)"
+        );
     }
 }
 
