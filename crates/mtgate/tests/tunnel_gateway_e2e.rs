@@ -918,9 +918,11 @@ async fn five_hundred_concurrent_streams_over_two_replicas() {
     wait_for_connections(&server, "team", 2).await;
     let socks = addr(&server, "socks", false);
     let barrier = Arc::new(tokio::sync::Barrier::new(STREAMS + 1));
+    let looked = Arc::new(tokio::sync::Barrier::new(STREAMS + 1));
     let mut clients = Vec::new();
     for i in 0..STREAMS {
         let barrier = barrier.clone();
+        let looked = looked.clone();
         clients.push(tokio::spawn(async move {
             let mut s = socks_connect(socks, "team", "team-password", "127.0.0.1", echo.v4.port())
                 .await
@@ -929,6 +931,7 @@ async fn five_hundred_concurrent_streams_over_two_replicas() {
             echo_round_trip(&mut s, &text).await;
             // Every stream is open at once before any closes.
             barrier.wait().await;
+            looked.wait().await;
             echo_round_trip(&mut s, b"again").await;
         }));
     }
@@ -940,6 +943,7 @@ async fn five_hundred_concurrent_streams_over_two_replicas() {
     assert_eq!(agents.len(), 1, "{json}");
     assert_eq!(agents[0]["replicas"], 2);
     assert_eq!(agents[0]["open_streams"], STREAMS, "{json}");
+    looked.wait().await;
     for client in clients {
         tokio::time::timeout(Duration::from_secs(30), client)
             .await
