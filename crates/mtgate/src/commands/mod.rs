@@ -1,6 +1,7 @@
 //! The implementation of each subcommand. Each returns the process exit status.
 
 pub mod agent;
+pub mod cert;
 pub mod check;
 pub mod link;
 pub mod mtproto_proxy;
