@@ -3,11 +3,13 @@
 //! has its own byte-credit window. `docs/tunnel-protocol.md` is the full description.
 //!
 //! - [`frame`]: the header, the frame kinds and their payloads, encoding and decoding.
+//! - [`anyproxy`]: AnyProxy's documented JSON messages, for the compatibility subprotocol.
 //! - [`code`]: the error codes carried by OPEN_ERR, RST and GOAWAY.
 //!
 //! All integers are big-endian. Stream 0 is the connection itself (PING, PONG, GOAWAY,
 //! LISTEN, LISTEN_RESULT); the gateway opens even stream ids, the agent odd ones.
 
+pub mod anyproxy;
 pub mod code;
 pub mod frame;
 
