@@ -10,7 +10,10 @@ use mtgate_proto::tunnel::{Frame, MAX_FRAME_LEN};
 fn has_reason(frame: &Frame) -> bool {
     matches!(
         frame,
-        Frame::OpenErr { .. } | Frame::Rst { .. } | Frame::GoAway { .. } | Frame::ListenResult { .. }
+        Frame::OpenErr { .. }
+            | Frame::Rst { .. }
+            | Frame::GoAway { .. }
+            | Frame::ListenResult { .. }
     )
 }
 
