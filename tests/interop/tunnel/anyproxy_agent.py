@@ -4,13 +4,13 @@ It dials the gateway's WebSocket (no subprotocol, no Authorization header), logs
 `auth` message, checks that a `ping` comes back as a `pong` with the same timestamp, then
 serves the gateway's `connect` requests: it dials the target, answers `connect_response`,
 pumps `data` (base64) both ways and sends `close` when the target is done. Targets named by
---forbid are refused with an `error` message (code FORBIDDEN_HOST, with the connection id), or
-with `connect_response` success=false when --forbid-reply=response.
+--forbid are refused with an `error` message (code FORBIDDEN_HOST, with the connection id);
+targets named by --refuse get `connect_response` success=false instead.
 
 Every message is an envelope {"type": ..., "data": {...}} in one WebSocket text message.
 
 Usage: anyproxy_agent.py --gateway ws://127.0.0.1:PORT/ws --username G --password P
-           [--client-id ID] [--forbid HOST[:PORT]]... [--forbid-reply error|response]
+           [--client-id ID] [--forbid HOST[:PORT]]... [--refuse HOST[:PORT]]...
            [--ready FILE]
 Prints one JSON line per notable event on stdout. Exits 0 when the gateway closes the
 connection after a clean login, 1 on any protocol violation or timeout.
@@ -53,11 +53,9 @@ class Agent:
         async with self.send_lock:
             await asyncio.wait_for(self.ws.send(message(kind, **data)), STEP)
 
-    def forbidden(self, host, port):
-        for rule in self.args.forbid:
-            if rule == host or rule == f"{host}:{port}":
-                return True
-        return False
+    @staticmethod
+    def listed(rules, host, port):
+        return any(rule in (host, f"{host}:{port}") for rule in rules)
 
     async def ping_loop(self):
         """One ping now (the caller waits for its pong), then one every 5 s."""
@@ -78,14 +76,15 @@ class Agent:
             await self.send("connect_response", connection_id=cid, success=False,
                             message="only tcp")
             return
-        if self.forbidden(host, port):
+        if self.listed(self.args.forbid, host, port):
             event("forbidden", connection_id=cid, host=host, port=port)
-            if self.args.forbid_reply == "error":
-                await self.send("error", code="FORBIDDEN_HOST",
-                                message=f"{host} is forbidden", connection_id=cid)
-            else:
-                await self.send("connect_response", connection_id=cid, success=False,
-                                message="Host is forbidden")
+            await self.send("error", code="FORBIDDEN_HOST", message=f"{host} is forbidden",
+                            connection_id=cid)
+            return
+        if self.listed(self.args.refuse, host, port):
+            event("refused", connection_id=cid, host=host, port=port)
+            await self.send("connect_response", connection_id=cid, success=False,
+                            message="Host is forbidden")
             return
         if len(self.targets) >= MAX_CONNECTIONS:
             await self.send("error", code="RATE_LIMITED", message="too many connections",
@@ -168,7 +167,7 @@ async def main():
     p.add_argument("--password", required=True)
     p.add_argument("--client-id", default="py-agent-1")
     p.add_argument("--forbid", action="append", default=[])
-    p.add_argument("--forbid-reply", choices=["error", "response"], default="error")
+    p.add_argument("--refuse", action="append", default=[])
     p.add_argument("--ready")
     args = p.parse_args()
 

@@ -3,7 +3,8 @@
 # AnyProxy's documented message shapes (tests/interop/tunnel/anyproxy_{agent,gateway}.py):
 #   (a) mtgate's gateway ([[gateway]], plain ws) + the Python agent: curl --socks5-hostname
 #       (and curl -x through the HTTP listener) via the agent to a local python http.server
-#       returns the file; a host the agent forbids gives a SOCKS failure (curl exit 97);
+#       returns the file; a host the agent refuses (with an `error` FORBIDDEN_HOST message, or
+#       with connect_response success=false) gives a SOCKS failure (curl exit 97);
 #   (b) the Python gateway + `mtgate agent` with protocol = "anyproxy-json": bytes through the
 #       gateway's port forward come back intact from an echo target; a target the agent's
 #       forbidden_hosts names gets an `error` message with code FORBIDDEN_HOST.
@@ -148,7 +149,7 @@ start mtgate-gateway "$mtgate" run --config "$work/gateway.toml"
 if wait_port "$gw_port" mtgate-gateway; then
     start py-agent "$py" "$here/anyproxy_agent.py" --gateway "ws://127.0.0.1:$gw_port/ws" \
         --username interop --password interop-secret --client-id py-agent-1 \
-        --forbid 127.0.0.2 --ready "$work/py-agent.ready"
+        --forbid 127.0.0.2 --refuse 127.0.0.3 --ready "$work/py-agent.ready"
     if wait_file "$work/py-agent.ready" py-agent 15; then
         pass "(a) auth -> auth_response success, ping -> pong with the same timestamp"
         url="http://127.0.0.1:$http_origin/file.txt"
@@ -166,17 +167,20 @@ if wait_port "$gw_port" mtgate-gateway; then
         else
             fail "(a) curl -x (HTTP listener) via the agent returns the file" "$(cat "$work/curl-http.err")"
         fi
-        set +e
-        timeout 30 curl -sS --max-time 20 --socks5-hostname "127.0.0.1:$socks_port" \
-            "http://127.0.0.2:$http_origin/file.txt" -o /dev/null 2>"$work/curl-forbidden.err"
-        code=$?
-        set -e
-        if [ "$code" = 97 ] && grep -q '"event": "forbidden"' "$work/py-agent.log"; then
-            pass "(a) a host the agent forbids: SOCKS failure (curl exit 97)"
-        else
-            fail "(a) a host the agent forbids: SOCKS failure (curl exit 97)" \
-                "curl exit $code: $(cat "$work/curl-forbidden.err")"
-        fi
+        for refusal in "127.0.0.2:error FORBIDDEN_HOST:forbidden" "127.0.0.3:connect_response success=false:refused"; do
+            host="${refusal%%:*}"; rest="${refusal#*:}"; how="${rest%:*}"; mark="${rest##*:}"
+            set +e
+            timeout 30 curl -sS --max-time 20 --socks5-hostname "127.0.0.1:$socks_port" \
+                "http://$host:$http_origin/file.txt" -o /dev/null 2>"$work/curl-$mark.err"
+            code=$?
+            set -e
+            if [ "$code" = 97 ] && grep -q "\"event\": \"$mark\"" "$work/py-agent.log"; then
+                pass "(a) the agent refuses $host with $how: SOCKS failure (curl exit 97)"
+            else
+                fail "(a) the agent refuses $host with $how: SOCKS failure (curl exit 97)" \
+                    "curl exit $code: $(cat "$work/curl-$mark.err")"
+            fi
+        done
         if grep -q '"event": "failed"' "$work/py-agent.log"; then
             fail "(a) the Python agent saw no protocol violation" "$(grep failed "$work/py-agent.log")"
         else
@@ -187,6 +191,18 @@ if wait_port "$gw_port" mtgate-gateway; then
             "$(tail -n 3 "$work/py-agent.log")"
     fi
     stop py-agent
+    # Last in (a): a failed login may lock 127.0.0.1 out for a while.
+    set +e
+    timeout 30 "$py" "$here/anyproxy_agent.py" --gateway "ws://127.0.0.1:$gw_port/ws" \
+        --username interop --password wrong-password >"$work/py-agent-wrong.log" 2>&1
+    code=$?
+    set -e
+    if [ "$code" = 1 ] && grep -qE 'auth_refused|ConnectionClosed' "$work/py-agent-wrong.log"; then
+        pass "(a) a wrong password is refused (auth_response success=false or a close)"
+    else
+        fail "(a) a wrong password is refused (auth_response success=false or a close)" \
+            "exit $code: $(tail -n 2 "$work/py-agent-wrong.log")"
+    fi
 else
     fail "(a) mtgate gateway listens" "$(tail -n 3 "$work/mtgate-gateway.log")"
 fi
