@@ -6,11 +6,12 @@ and answers `auth_response` (or `error` AUTH_FAILED and a close), answers every 
 local port becomes a `connect` to that port's target through the newest logged-in agent; the
 bytes travel as base64 `data` messages and the end as `close`.
 
-Every message is an envelope {"type": ..., "data": {...}} in one WebSocket text message. Like
-AnyProxy's gateway it selects no WebSocket subprotocol.
+Every message is an envelope {"type": ..., "data": {...}} in one WebSocket text message. The
+document names no WebSocket subprotocol, so by default none is selected; with
+--select-subprotocol the gateway selects `anyproxy-json` when the agent offers it.
 
 Usage: anyproxy_gateway.py --port PORT --username G --password P
-           --forward LOCAL_PORT=HOST:PORT [--forward ...] [--ready FILE]
+           --forward LOCAL_PORT=HOST:PORT [--forward ...] [--ready FILE] [--select-subprotocol]
 Prints one JSON line per notable event on stdout (auth, pong, connect_response, error, ...).
 Runs until killed.
 """
@@ -192,6 +193,7 @@ async def main():
     p.add_argument("--password", required=True)
     p.add_argument("--forward", action="append", default=[], metavar="LOCAL_PORT=HOST:PORT")
     p.add_argument("--ready", help="file written once every port listens")
+    p.add_argument("--select-subprotocol", action="store_true")
     args = p.parse_args()
     gateway = Gateway(args)
     servers = []
@@ -203,8 +205,9 @@ async def main():
             return gateway.forward(host, port, reader, writer)
 
         servers.append(await asyncio.start_server(handler, "127.0.0.1", int(local)))
+    subprotocols = ["anyproxy-json"] if args.select_subprotocol else None
     async with serve(gateway.agent, "127.0.0.1", args.port, max_size=1 << 20,
-                     ping_interval=None):
+                     ping_interval=None, subprotocols=subprotocols):
         event("listening", port=args.port)
         if args.ready:
             with open(args.ready, "w") as f:
