@@ -10,12 +10,27 @@
 //! `shutdown()` sends FIN (half-close); dropping a stream before both directions finished sends
 //! RST.
 
+mod json;
+mod reader;
+mod state;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fastwebsockets::WebSocket;
 use mtgate_proto::address::Address;
-use mtgate_proto::tunnel::{ErrorCode, Network, OpenTarget};
+use mtgate_proto::tunnel::{ErrorCode, Frame, Network, OpenTarget};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+
+use state::{Out, Shared};
+pub use stream::MuxStream;
+use stream::StreamCell;
 
 /// Which end of the tunnel this is. The gateway is the WebSocket server and opens even
 /// stream ids; the agent is the client, masks its frames and opens odd ids.
@@ -125,13 +140,29 @@ pub struct MuxStats {
     pub rtt: Option<Duration>,
 }
 
+/// Closes the connection when the last [`Mux`] handle and the [`Incoming`] are gone.
+#[derive(Debug)]
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.shut();
+    }
+}
+
 /// A handle on one multiplexed connection; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Mux {}
+pub struct Mux {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
 
 /// The peer's requests, in arrival order.
 #[derive(Debug)]
-pub struct Incoming {}
+pub struct Incoming {
+    rx: mpsc::Receiver<Inbound>,
+    _owner: Arc<Owner>,
+}
 
 /// One request from the peer.
 #[derive(Debug)]
@@ -144,15 +175,21 @@ pub enum Inbound {
 
 /// An OPEN from the peer, to accept or refuse. Dropping it refuses with INTERNAL_ERROR.
 #[derive(Debug)]
-pub struct IncomingOpen {}
+pub struct IncomingOpen {
+    cell: Option<Arc<StreamCell>>,
+    shared: Arc<Shared>,
+    target: OpenTarget,
+}
 
 /// A LISTEN from the agent. Dropping it refuses with INTERNAL_ERROR.
 #[derive(Debug)]
-pub struct ListenRequest {}
-
-/// One stream: bytes in order both ways, with half-close.
-#[derive(Debug)]
-pub struct MuxStream {}
+pub struct ListenRequest {
+    request: u32,
+    network: Network,
+    port: u16,
+    target: Address,
+    shared: Option<Arc<Shared>>,
+}
 
 impl Mux {
     /// Runs the multiplexer over `ws` (handshake done) and returns the handle and the peer's
@@ -167,14 +204,76 @@ impl Mux {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let _ = (ws, role, codec, config);
-        unimplemented!("mux under construction")
+        let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
+        let shared = Arc::new(Shared::new(role, codec, config, tx));
+        let (mut read, mut write) = ws.split(tokio::io::split);
+        read.set_auto_close(true);
+        read.set_auto_pong(true);
+        read.set_max_message_size(reader::max_message(codec));
+        write.set_writev(false);
+        tokio::spawn(reader::run(read, shared.clone()));
+        tokio::spawn(writer::run(write, shared.clone()));
+        let owner = Arc::new(Owner(shared.clone()));
+        (
+            Mux {
+                shared,
+                _owner: owner.clone(),
+            },
+            Incoming { rx, _owner: owner },
+        )
     }
 
-    /// Opens a stream to `target` and waits for the peer's answer.
+    /// Opens a stream to `target` and waits for the peer's answer. Dropping the future
+    /// cancels the stream (RST).
     pub async fn open(&self, target: OpenTarget) -> Result<MuxStream, OpenError> {
-        let _ = target;
-        unimplemented!("mux under construction")
+        let shared = &self.shared;
+        let (tx, rx) = oneshot::channel();
+        let cell = {
+            let mut inner = shared.lock();
+            if self.is_closing() {
+                return Err(OpenError::Closed);
+            }
+            let id = inner.next_id;
+            let Some(next) = id.checked_add(2) else {
+                shared.going_away.store(true, Ordering::Relaxed);
+                return Err(OpenError::Closed);
+            };
+            inner.next_id = next;
+            let cell = Arc::new(StreamCell::new(id, false, shared.codec));
+            inner.streams.insert(id, cell.clone());
+            inner.pending_opens.insert(id, tx);
+            inner
+                .control
+                .push_back(Out::Frame(Frame::Open { stream: id, target }));
+            cell
+        };
+        shared.wake_writer.notify_one();
+        shared.streams_total.fetch_add(1, Ordering::Relaxed);
+        // From here on, dropping `stream` (failure, timeout, cancellation) resets the stream.
+        let stream = MuxStream {
+            cell: cell.clone(),
+            shared: shared.clone(),
+        };
+        let failed = |e| {
+            shared.open_failures.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        };
+        match tokio::time::timeout(shared.config.open_timeout, rx).await {
+            Ok(Ok(Ok(()))) => Ok(stream),
+            Ok(Ok(Err((code, reason)))) => {
+                // Refused: the peer forgot the stream already, no RST needed.
+                cell.peer_reset(code);
+                failed(
+                    if code == ErrorCode::Cancelled && shared.done.is_cancelled() {
+                        OpenError::Closed
+                    } else {
+                        OpenError::Refused { code, reason }
+                    },
+                )
+            }
+            Ok(Err(_)) => failed(OpenError::Closed),
+            Err(_) => failed(OpenError::Timeout),
+        }
     }
 
     /// Asks the gateway to listen on `port` and forward what it accepts to `target` on this
@@ -185,127 +284,169 @@ impl Mux {
         port: u16,
         target: Address,
     ) -> Result<(), ListenError> {
-        let _ = (network, port, target);
-        unimplemented!("mux under construction")
+        let shared = &self.shared;
+        if shared.codec == Codec::AnyProxyJson {
+            return Err(ListenError::Unsupported);
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = shared.lock();
+            if shared.done.is_cancelled() {
+                return Err(ListenError::Closed);
+            }
+            let request = inner.next_listen;
+            inner.next_listen = inner.next_listen.wrapping_add(1);
+            inner.pending_listens.insert(request, tx);
+            inner.control.push_back(Out::Frame(Frame::Listen {
+                request,
+                network,
+                port,
+                target,
+            }));
+        }
+        shared.wake_writer.notify_one();
+        match tokio::time::timeout(shared.config.open_timeout, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err((code, reason)))) if !shared.done.is_cancelled() => {
+                Err(ListenError::Refused { code, reason })
+            }
+            _ => Err(ListenError::Closed),
+        }
     }
 
     /// Sends GOAWAY: no new streams either way; existing ones finish.
     pub fn go_away(&self) {
-        unimplemented!("mux under construction")
+        if !self.shared.going_away.swap(true, Ordering::Relaxed) {
+            self.shared.send_control(Out::Frame(Frame::GoAway {
+                code: ErrorCode::None,
+                reason: "going away".into(),
+            }));
+        }
     }
 
     /// Closes the connection now; open streams are reset.
     pub fn close(&self) {
-        unimplemented!("mux under construction")
+        self.shared.fail(state::CLOSE_GOING_AWAY);
     }
 
     /// Waits until the connection has ended.
     pub async fn closed(&self) {
-        unimplemented!("mux under construction")
+        self.shared.done.cancelled().await;
     }
 
     /// True once the connection ended or GOAWAY was sent or received.
     pub fn is_closing(&self) -> bool {
-        unimplemented!("mux under construction")
+        self.shared.done.is_cancelled() || self.shared.going_away.load(Ordering::Relaxed)
+    }
+
+    /// The wire format in use.
+    pub fn codec(&self) -> Codec {
+        self.shared.codec
     }
 
     /// Current counters.
     pub fn stats(&self) -> MuxStats {
-        unimplemented!("mux under construction")
+        let s = &self.shared;
+        MuxStats {
+            open_streams: s.lock().streams.len(),
+            streams_total: s.streams_total.load(Ordering::Relaxed),
+            open_failures: s.open_failures.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            rtt: s.rtt(),
+        }
     }
 }
 
 impl Incoming {
     /// The next request, or `None` once the connection closed.
     pub async fn next(&mut self) -> Option<Inbound> {
-        unimplemented!("mux under construction")
+        self.rx.recv().await
     }
 }
 
 impl IncomingOpen {
     /// Where the peer wants to go.
     pub fn target(&self) -> &OpenTarget {
-        unimplemented!("mux under construction")
+        &self.target
     }
 
     /// Sends OPEN_OK and returns the stream.
-    pub fn accept(self) -> MuxStream {
-        unimplemented!("mux under construction")
+    pub fn accept(mut self) -> MuxStream {
+        let cell = self.cell.take().expect("an incoming open is answered once");
+        self.shared
+            .send_control(Out::Frame(Frame::OpenOk { stream: cell.id }));
+        MuxStream {
+            cell,
+            shared: self.shared.clone(),
+        }
     }
 
     /// Sends OPEN_ERR.
-    pub fn reject(self, code: ErrorCode, reason: &str) {
-        let _ = (code, reason);
-        unimplemented!("mux under construction")
+    pub fn reject(mut self, code: ErrorCode, reason: &str) {
+        self.refuse(code, reason);
+    }
+
+    fn refuse(&mut self, code: ErrorCode, reason: &str) {
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        self.shared.open_failures.fetch_add(1, Ordering::Relaxed);
+        cell.peer_reset(code);
+        self.shared.send_control(Out::Frame(Frame::OpenErr {
+            stream: cell.id,
+            code,
+            reason: reason.to_owned(),
+        }));
+        self.shared.forget_stream(&cell, 0);
+    }
+}
+
+impl Drop for IncomingOpen {
+    fn drop(&mut self) {
+        self.refuse(ErrorCode::InternalError, "not handled");
     }
 }
 
 impl ListenRequest {
     /// TCP or UDP.
     pub fn network(&self) -> Network {
-        unimplemented!("mux under construction")
+        self.network
     }
 
     /// The port the agent wants the gateway to listen on.
     pub fn port(&self) -> u16 {
-        unimplemented!("mux under construction")
+        self.port
     }
 
     /// The address on the agent's side to forward to (send it back in the OPENs).
     pub fn target(&self) -> &Address {
-        unimplemented!("mux under construction")
+        &self.target
     }
 
     /// Answers the request: `Ok` when the port listens.
-    pub fn answer(self, result: Result<(), (ErrorCode, String)>) {
-        let _ = result;
-        unimplemented!("mux under construction")
+    pub fn answer(mut self, result: Result<(), (ErrorCode, String)>) {
+        self.send(result);
+    }
+
+    fn send(&mut self, result: Result<(), (ErrorCode, String)>) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let (code, reason) = match result {
+            Ok(()) => (ErrorCode::None, String::new()),
+            Err(e) => e,
+        };
+        shared.send_control(Out::Frame(Frame::ListenResult {
+            request: self.request,
+            code,
+            reason,
+        }));
     }
 }
 
-impl MuxStream {
-    /// The stream id.
-    pub fn id(&self) -> u32 {
-        unimplemented!("mux under construction")
-    }
-
-    /// Aborts the stream both ways with `code`.
-    pub fn reset(self, code: ErrorCode) {
-        let _ = code;
-        unimplemented!("mux under construction")
-    }
-}
-
-impl AsyncRead for MuxStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        _buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        unimplemented!("mux under construction")
-    }
-}
-
-impl AsyncWrite for MuxStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        _buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        unimplemented!("mux under construction")
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        unimplemented!("mux under construction")
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        unimplemented!("mux under construction")
+impl Drop for ListenRequest {
+    fn drop(&mut self) {
+        self.send(Err((ErrorCode::InternalError, "not handled".into())));
     }
 }
