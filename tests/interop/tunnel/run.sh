@@ -7,7 +7,8 @@
 #       with connect_response success=false) gives a SOCKS failure (curl exit 97);
 #   (b) the Python gateway + `mtgate agent` with protocol = "anyproxy-json": bytes through the
 #       gateway's port forward come back intact from an echo target; a target the agent's
-#       forbidden_hosts names gets an `error` message with code FORBIDDEN_HOST.
+#       forbidden_hosts names gets an `error` message with code FORBIDDEN_HOST; the agent's
+#       `ping` messages get their `pong`s.
 # 127.0.0.1 only; every wait is bounded. Prints a PASS/FAIL line per check and a summary;
 # exits non-zero when a check failed.
 #
@@ -228,6 +229,7 @@ client_id = "mtgate-agent-interop"
 protocol = "anyproxy-json"
 allowed_hosts = ["127.0.0.1"]
 forbidden_hosts = ["127.0.0.1:$forbidden_port"]
+ping_interval = "1s"
 log_level = "debug"
 TOML
 # AnyProxy's document names no subprotocol, so a gateway written from it selects none.
@@ -277,6 +279,12 @@ s.recv(1)' "$fwd_forbidden" || true
     else
         fail "(b) a forbidden target gets an error message, code FORBIDDEN_HOST, with its connection_id" \
             "$(grep -E 'connect_response|error|refused' "$work/py-gateway.log" | tail -n 3)"
+    fi
+    if wait_line "$work/py-gateway.log" '"event": "ping"' 5 && ! grep -q '"event": "agent_gone"' "$work/py-gateway.log"; then
+        pass "(b) mtgate agent sends ping messages and stays connected on the pongs"
+    else
+        fail "(b) mtgate agent sends ping messages and stays connected on the pongs" \
+            "$(tail -n 2 "$work/py-gateway.log")"
     fi
 else
     fail "(b) mtgate agent logs in at all (also tried with a gateway selecting anyproxy-json)" \
