@@ -49,10 +49,15 @@ wait_port() {
 # start NAME COMMAND...: runs in the background, logs to NAME.log, sets last_pid.
 start() { local name="$1"; shift; "$@" >"$work/$name.log" 2>&1 & last_pid=$!; pids+=("$last_pid"); }
 
-# A self-signed certificate for 127.0.0.1; the agent pins it as its CA.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=mtgate-bench-gateway" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>"$work/openssl.log"
+# A self-signed certificate for 127.0.0.1 (`mtgate cert`; openssl as a fallback, as an end
+# entity: webpki refuses a CA certificate as the server's own); the agent pins it as ca_file.
+if ! "$mtgate" cert --name 127.0.0.1 --name localhost --out-cert "$work/cert.pem" \
+    --out-key "$work/key.pem" >"$work/cert.log" 2>&1; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$work/key.pem" -out "$work/cert.pem" 2>"$work/openssl.log"
+fi
 
 iperf_port=$(free_port); start iperf3 iperf3 -s -B 127.0.0.1 -p "$iperf_port"
 echo_port=$(free_port); start echo "$bench_bin" echo-server --listen "127.0.0.1:$echo_port"
