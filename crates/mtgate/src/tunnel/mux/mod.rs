@@ -210,7 +210,7 @@ impl Mux {
         read.set_auto_close(true);
         read.set_auto_pong(true);
         read.set_max_message_size(reader::max_message(codec));
-        write.set_writev(false);
+        write.set_writev(true);
         tokio::spawn(reader::run(read, shared.clone()));
         tokio::spawn(writer::run(write, shared.clone()));
         let owner = Arc::new(Owner(shared.clone()));

@@ -24,6 +24,9 @@ use super::state::{Out, Shared};
 /// this many unread bytes.
 pub(super) const JSON_STREAM_BUFFER: usize = 256 * 1024;
 
+/// Bytes a stream may queue for the writer before `write` waits.
+const SEND_BUFFER: usize = 4 * MAX_DATA_LEN;
+
 /// A window grows when its previous grant was this recent (or two round trips, if longer).
 const GROW_WHEN_WITHIN: Duration = Duration::from_millis(20);
 
@@ -39,9 +42,13 @@ pub(super) enum Refused {
 #[derive(Debug)]
 struct StreamState {
     send_credit: u64,
-    /// The DATA chunk waiting for the writer; in the binary protocol it starts with the
-    /// frame header.
-    pending: Option<BytesMut>,
+    /// DATA frames waiting for the writer, each at most [`MAX_DATA_LEN`] of payload; in the
+    /// binary protocol each starts with its frame header.
+    pending: VecDeque<BytesMut>,
+    /// Payload bytes in `pending`.
+    pending_len: usize,
+    /// The stream is in the writer's turn queue.
+    queued: bool,
     write_waker: Option<Waker>,
     fin_sent: bool,
     recv: VecDeque<Bytes>,
@@ -79,7 +86,9 @@ impl StreamCell {
             inbound,
             state: Mutex::new(StreamState {
                 send_credit,
-                pending: None,
+                pending: VecDeque::new(),
+                pending_len: 0,
+                queued: false,
                 write_waker: None,
                 fin_sent: false,
                 recv: VecDeque::new(),
@@ -101,14 +110,24 @@ impl StreamCell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the waiting DATA chunk (writer side) and wakes the stream's writer.
-    pub(super) fn take_pending(&self) -> Option<BytesMut> {
+    /// Takes the next DATA frame (writer side). Returns it and whether more frames wait (the
+    /// stream then goes back to the end of the turn queue). Wakes the stream's writer once
+    /// half the send buffer is free.
+    pub(super) fn take_pending(&self, header: usize) -> Option<(BytesMut, bool)> {
         let mut s = self.state();
-        let chunk = s.pending.take();
-        if let Some(w) = s.write_waker.take() {
+        let Some(frame) = s.pending.pop_front() else {
+            s.queued = false;
+            return None;
+        };
+        s.pending_len -= frame.len() - header;
+        let more = !s.pending.is_empty();
+        s.queued = more;
+        if s.pending_len <= SEND_BUFFER / 2
+            && let Some(w) = s.write_waker.take()
+        {
             w.wake();
         }
-        chunk
+        Some((frame, more))
     }
 
     /// Stores a peer's DATA. In the binary protocol a payload over the window is refused.
@@ -160,7 +179,8 @@ impl StreamCell {
     pub(super) fn peer_reset(&self, code: ErrorCode) {
         let mut s = self.state();
         s.reset.get_or_insert(code);
-        s.pending = None;
+        s.pending.clear();
+        s.pending_len = 0;
         wake_both(&mut s);
         drop(s);
         self.drained.notify_one();
@@ -170,7 +190,8 @@ impl StreamCell {
     pub(super) fn connection_lost(&self) {
         let mut s = self.state();
         s.lost = true;
-        s.pending = None;
+        s.pending.clear();
+        s.pending_len = 0;
         wake_both(&mut s);
         drop(s);
         self.drained.notify_one();
@@ -215,7 +236,8 @@ impl MuxStream {
             let mut s = self.cell.state();
             if s.reset.is_none() && !s.lost {
                 s.reset = Some(code);
-                s.pending = None;
+                s.pending.clear();
+                s.pending_len = 0;
                 drop(s);
                 self.shared.send_control(Out::Frame(Frame::Rst {
                     stream,
@@ -342,26 +364,37 @@ impl AsyncWrite for MuxStream {
             Codec::Binary => HEADER_LEN,
             Codec::AnyProxyJson => 0,
         };
-        let queued = s.pending.as_ref().map_or(0, |p| p.len() - header);
-        let room = (MAX_DATA_LEN - queued) as u64;
+        let room = (SEND_BUFFER - s.pending_len.min(SEND_BUFFER)) as u64;
         let n = (buf.len() as u64).min(room).min(s.send_credit) as usize;
         if n == 0 {
             s.write_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let fresh = s.pending.is_none();
-        let chunk = s.pending.get_or_insert_with(|| {
-            let mut chunk = BytesMut::with_capacity(header + MAX_DATA_LEN.min(buf.len().max(4096)));
-            if header > 0 {
-                put_data_header(&mut chunk, this.cell.id);
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let full = s
+                .pending
+                .back()
+                .is_none_or(|last| last.len() - header >= MAX_DATA_LEN);
+            if full {
+                let mut frame = BytesMut::with_capacity(header + MAX_DATA_LEN.min(rest.len()));
+                if header > 0 {
+                    put_data_header(&mut frame, this.cell.id);
+                }
+                s.pending.push_back(frame);
             }
-            chunk
-        });
-        chunk.extend_from_slice(&buf[..n]);
+            let last = s.pending.back_mut().expect("a frame was just ensured");
+            let take = rest.len().min(MAX_DATA_LEN - (last.len() - header));
+            last.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        s.pending_len += n;
         s.send_credit -= n as u64;
+        let enqueue = !s.queued;
+        s.queued = true;
         drop(s);
         this.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        if fresh {
+        if enqueue {
             this.shared.lock().ready.push_back(this.cell.id);
             this.shared.wake_writer.notify_one();
         }
@@ -382,7 +415,7 @@ impl AsyncWrite for MuxStream {
         if s.fin_sent {
             return Poll::Ready(Ok(()));
         }
-        if s.pending.is_some() {
+        if !s.pending.is_empty() {
             s.write_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }

@@ -109,6 +109,10 @@ async fn timed<T>(
 }
 
 fn next_item(shared: &Shared) -> Option<Item> {
+    let header = match shared.codec {
+        Codec::Binary => HEADER_LEN,
+        Codec::AnyProxyJson => 0,
+    };
     loop {
         let (id, cell) = {
             let mut inner = shared.lock();
@@ -119,8 +123,11 @@ fn next_item(shared: &Shared) -> Option<Item> {
             (id, inner.streams.get(&id).cloned())
         };
         // A stream that was reset or dropped has nothing to send any more.
-        if let Some(chunk) = cell.and_then(|c| c.take_pending()) {
-            return Some(Item::Data(id, chunk));
+        if let Some((frame, more)) = cell.and_then(|c| c.take_pending(header)) {
+            if more {
+                shared.lock().ready.push_back(id);
+            }
+            return Some(Item::Data(id, frame));
         }
     }
 }
