@@ -49,6 +49,19 @@ pub enum Command {
     HashPassword,
     /// Print the embedded default configuration (a starting point for your own file).
     DefaultConfig,
+    /// Write a self-signed certificate and key, e.g. to try a wss `[[gateway]]` out.
+    Cert {
+        /// A DNS name or IP address the certificate is for (repeat for more; the first is
+        /// also the subject CN).
+        #[arg(long = "name", value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Where to write the certificate (PEM).
+        #[arg(long, value_name = "FILE", default_value = "cert.pem")]
+        out_cert: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long, value_name = "FILE", default_value = "key.pem")]
+        out_key: PathBuf,
+    },
     /// Telegram's files for middle-proxy mode.
     TelegramConfig {
         /// What to do.

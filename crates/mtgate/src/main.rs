@@ -46,6 +46,11 @@ fn main() -> ExitCode {
         Command::TelegramConfig {
             action: TelegramConfigAction::Fetch { dir, ipv6 },
         } => commands::telegram_config::fetch(dir, ipv6),
+        Command::Cert {
+            names,
+            out_cert,
+            out_key,
+        } => commands::cert::cert(names, out_cert, out_key),
         Command::DefaultConfig => {
             print!("{}", mtgate::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS

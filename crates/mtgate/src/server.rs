@@ -47,6 +47,8 @@ pub struct Shared {
     pub middle: Option<Arc<MiddleProxies>>,
     /// Live WebSocket sessions and their metrics.
     pub websocket: Arc<WebsocketState>,
+    /// The agents of every tunnel gateway.
+    pub gateways: Arc<crate::tunnel::gateway::GatewaySet>,
     config: ArcSwap<Config>,
     dc_table: ArcSwap<DcTable>,
 }
@@ -97,6 +99,7 @@ pub struct Server {
     tcp_services: Vec<Arc<TcpService>>,
     proxy_services: Vec<Arc<crate::inbound::proxy::ProxyService>>,
     ws_services: Vec<Arc<WebsocketService>>,
+    gateway_services: Vec<Arc<crate::inbound::gateway::GatewayService>>,
     bound: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
@@ -113,6 +116,12 @@ impl Server {
         registry.register_collector(Box::new(ProcessCollector));
         let pools = Arc::new(PoolSet::new(&config.pools));
         registry.register_collector(Box::new(PoolCollector::new(pools.clone())));
+        let gateways = Arc::new(crate::tunnel::gateway::GatewaySet::new(
+            config.gateway.iter().map(|g| g.name.as_str()),
+        ));
+        registry.register_collector(Box::new(crate::telemetry::tunnel::TunnelCollector::new(
+            gateways.clone(),
+        )));
         let stop_accepting = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let middle = config.telegram.middle.as_ref().map(|m| {
@@ -139,6 +148,7 @@ impl Server {
             pools,
             middle,
             websocket: Arc::new(WebsocketState::register(&mut registry)),
+            gateways,
             dc_table: ArcSwap::from_pointee(DcTable::new(&config.telegram)),
             config: ArcSwap::from_pointee(config.clone()),
         });
@@ -190,6 +200,7 @@ impl Server {
             }
             ws_services.push(service);
         }
+        let (gateway_listeners, gateway_services) = bind_gateways(&config, &shared, &mut bound)?;
         let admin_listener = match &config.admin {
             Some(admin) => Some((
                 bind_one("admin", admin.listen, None)?,
@@ -242,6 +253,15 @@ impl Server {
                 connections.clone(),
             ));
         }
+        for (listener, service) in gateway_listeners {
+            tokio::spawn(crate::inbound::gateway::accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            ));
+        }
         if let Some((listener, token)) = admin_listener {
             tokio::spawn(crate::admin::serve(
                 listener,
@@ -278,6 +298,7 @@ impl Server {
             tcp_services,
             proxy_services,
             ws_services,
+            gateway_services,
             bound,
             metrics_addr,
             admin_addr,
@@ -387,6 +408,24 @@ impl Server {
                 ),
             }
         }
+        for gateway in &new.gateway {
+            match self
+                .gateway_services
+                .iter()
+                .find(|s| s.name() == gateway.name)
+            {
+                Some(service) => {
+                    if service.config().listen != gateway.listen {
+                        tracing::warn!(
+                            listener = gateway.name,
+                            "listen addresses changed: restart to apply"
+                        );
+                    }
+                    service.apply(gateway.clone());
+                }
+                None => tracing::warn!(listener = gateway.name, "new gateway: restart to start it"),
+            }
+        }
         self.shared.pools.reconcile(&new.pools);
         if old.admin != new.admin {
             tracing::warn!("admin API settings changed: restart to apply");
@@ -465,6 +504,39 @@ fn bind_each(
             Ok(listener)
         })
         .collect()
+}
+
+/// A bound gateway listener and its service.
+type BoundGateway = (TcpListener, Arc<crate::inbound::gateway::GatewayService>);
+
+/// Binds the tunnel gateways; their agents join the registries in `shared`.
+fn bind_gateways(
+    config: &Config,
+    shared: &Shared,
+    bound: &mut Vec<(String, SocketAddr)>,
+) -> Result<
+    (
+        Vec<BoundGateway>,
+        Vec<Arc<crate::inbound::gateway::GatewayService>>,
+    ),
+    StartError,
+> {
+    let mut listeners = Vec::new();
+    let mut services = Vec::new();
+    for gateway in &config.gateway {
+        let Some(registry) = shared.gateways.get(&gateway.name) else {
+            continue;
+        };
+        let service = Arc::new(crate::inbound::gateway::GatewayService::new(
+            gateway.clone(),
+            registry.clone(),
+        ));
+        for listener in bind_each(&gateway.name, &gateway.listen, None, bound)? {
+            listeners.push((listener, service.clone()));
+        }
+        services.push(service);
+    }
+    Ok((listeners, services))
 }
 
 /// A bound proxy listener and its service.

@@ -350,12 +350,28 @@ fn the_examples_and_the_embedded_default_are_valid() {
         if path.extension().is_some_and(|e| e == "toml")
             && !path.to_string_lossy().contains("agent")
         {
-            let out = Command::new(BIN)
+            let mut check = Command::new(BIN);
+            check
                 .arg("check-config")
                 .arg(&path)
-                .env("MTGATE_STATE_DIR", &dir)
-                .output()
-                .unwrap();
+                .env("MTGATE_STATE_DIR", &dir);
+            if path.ends_with("gateway.toml") {
+                // As the example says: make its certificate pair first, where it looks.
+                let made = Command::new(BIN)
+                    .args(["cert", "--name", "gateway.example"])
+                    .args([
+                        "--out-cert",
+                        "gateway-cert.pem",
+                        "--out-key",
+                        "gateway-key.pem",
+                    ])
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap();
+                assert!(made.status.success(), "{made:?}");
+                check.current_dir(&dir);
+            }
+            let out = check.output().unwrap();
             assert!(
                 out.status.success(),
                 "{}: {}",

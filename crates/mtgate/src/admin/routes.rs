@@ -9,6 +9,8 @@
 //! | `DELETE /pools/{pool}/servers/{name}` | drains the server, then removes it |
 //! | `PUT /pools/{pool}/servers/{name}/state` | `{"state": "ready" \| "drain" \| "disabled"}` |
 //! | `PUT /pools/{pool}/servers/{name}/weight` | `{"weight": 3}` |
+//! | `GET /gateways` | every tunnel gateway with its agents, groups and counters |
+//! | `GET /gateways/{name}` | one gateway |
 //!
 //! Server names go in paths percent-encoded where needed (`socks5:%2F%2F127.0.0.1:1080`).
 
@@ -40,6 +42,14 @@ pub fn route(method: &Method, path: &str, body: &[u8], shared: &Shared) -> Respo
             ok(json!({ "pools": pools }))
         }
         (&Method::GET, ["websockets"]) => ok(shared.websocket.to_json()),
+        (&Method::GET, ["gateways"]) => {
+            let gateways: Vec<Value> = shared.gateways.all().map(|g| g.to_json()).collect();
+            ok(json!({ "gateways": gateways }))
+        }
+        (&Method::GET, ["gateways", name]) => match shared.gateways.get(name) {
+            Some(registry) => ok(registry.to_json()),
+            None => error(StatusCode::NOT_FOUND, "no such gateway"),
+        },
         (&Method::GET, ["pools", pool]) => with_pool(shared, pool, |p| ok(pool_json(p))),
         (&Method::GET, ["pools", pool, "failures"]) => {
             with_pool(shared, pool, |p| ok(failures_json(p)))

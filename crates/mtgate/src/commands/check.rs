@@ -19,6 +19,27 @@ pub fn check(file: PathBuf) -> ExitCode {
                     l.users.len()
                 );
             }
+            for g in &config.gateway {
+                let addrs: Vec<String> = g.listen.iter().map(ToString::to_string).collect();
+                println!(
+                    "  gateway {:?} on {} ({}{}) with {} inline credential(s){}{}",
+                    g.name,
+                    addrs.join(", "),
+                    if g.tls.is_some() { "wss" } else { "ws" },
+                    if g.mtls { ", client certificates" } else { "" },
+                    g.credentials.len(),
+                    if g.credentials_file.is_some() {
+                        ", a credentials file"
+                    } else {
+                        ""
+                    },
+                    if g.auth_url.is_some() {
+                        ", an auth_url"
+                    } else {
+                        ""
+                    },
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,6 @@
 //! The implementation of each subcommand. Each returns the process exit status.
 
+pub mod cert;
 pub mod check;
 pub mod link;
 pub mod mtproto_proxy;

@@ -6,12 +6,15 @@
 //! - [`units`]: durations and sizes;
 //! - [`pool`] and [`raw_pool`]: upstream pools, `tcp` listeners and the admin API;
 //! - [`proxy`] and [`raw_proxy`]: the SOCKS5, HTTP and mixed proxy listeners;
+//! - [`gateway`] and [`raw_gateway`]: the tunnel gateway listeners agents dial in to;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
 
+pub mod gateway;
 pub mod middle;
 pub mod pool;
 pub mod proxy;
 pub mod raw;
+pub mod raw_gateway;
 pub mod raw_pool;
 pub mod raw_proxy;
 pub mod raw_websocket;
@@ -76,6 +79,8 @@ pub struct Config {
     pub proxies: Vec<proxy::ProxyListener>,
     /// WebSocket listeners forwarding to pools.
     pub websocket: Vec<websocket::WebsocketListenerConfig>,
+    /// Tunnel gateways agents dial in to.
+    pub gateway: Vec<gateway::GatewayConfig>,
 }
 
 /// Process-wide settings.

@@ -66,6 +66,8 @@ pub struct ProxyUser {
     pub rules: Vec<Rule>,
     /// This user's upstream, replacing the listener's.
     pub upstream: Option<UpstreamConfig>,
+    /// This user's agent group when the listener goes through a gateway.
+    pub agent_group: Option<String>,
 }
 
 /// HTTP-specific settings.
@@ -120,6 +122,10 @@ pub struct ProxyListener {
     pub proxy_protocol: Vec<IpNet>,
     /// The listener's upstream.
     pub upstream: Option<UpstreamConfig>,
+    /// The `[[gateway]]` whose agents carry the traffic, if any.
+    pub gateway: Option<String>,
+    /// The agent group of connections without a user, or of users without their own.
+    pub agent_group: Option<String>,
     /// HTTP settings (used by http and mixed listeners).
     pub http: HttpSettings,
 }

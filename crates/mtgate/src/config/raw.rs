@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// WebSocket listeners forwarding to pools.
     #[serde(default)]
     pub websocket: Vec<super::raw_websocket::RawWebsocket>,
+    /// Tunnel gateways agents dial in to.
+    #[serde(default)]
+    pub gateway: Vec<super::raw_gateway::RawGateway>,
 }
 
 /// `[server]`.

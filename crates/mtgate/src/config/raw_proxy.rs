@@ -65,6 +65,11 @@ pub struct RawProxyListener {
     /// Send every connection through this `[[pool]]` instead (its health checks, strategy and
     /// retries apply); not together with `upstream`.
     pub upstream_pool: Option<String>,
+    /// Send every connection through the agents of this `[[gateway]]` (the reverse tunnel);
+    /// the agent group is the user's `agent_group`, else the user name, else `agent_group`.
+    pub gateway: Option<String>,
+    /// The agent group for connections without a user (or users without their own).
+    pub agent_group: Option<String>,
     /// HTTP and mixed: add a `Via` header to forwarded requests and responses.
     pub via: Option<bool>,
     /// HTTP and mixed: the realm of the 407 challenge (default "mtgate").
@@ -103,6 +108,8 @@ pub struct RawProxyUserTable {
     pub upstream: Vec<String>,
     /// A `[[pool]]` for this user only, instead of `upstream`.
     pub upstream_pool: Option<String>,
+    /// With the listener's `gateway`: this user's agent group (default: the user name).
+    pub agent_group: Option<String>,
 }
 
 /// One allow/deny rule. Empty lists match anything.

@@ -127,17 +127,22 @@ pub fn validate(
     }
 
     let proxy_count = raw.socks5.len() + raw.http.len() + raw.mixed.len();
-    if raw.mtproto.is_empty() && raw.tcp.is_empty() && raw.websocket.is_empty() && proxy_count == 0
+    if raw.mtproto.is_empty()
+        && raw.tcp.is_empty()
+        && raw.websocket.is_empty()
+        && raw.gateway.is_empty()
+        && proxy_count == 0
     {
         return Err(ConfigError::new(
             "",
-            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]], [[mixed]], [[tcp]] or [[websocket]] section",
+            "no listener is configured: add an [[mtproto]], [[socks5]], [[http]], [[mixed]], [[tcp]], [[websocket]] or [[gateway]] section",
         ));
     }
     let pools = super::pool::pools(raw.pool)?;
     let tcp = super::pool::tcp_listeners(raw.tcp, &pools)?;
     let admin = super::pool::admin(raw.admin)?;
     let websocket = super::websocket::websocket_listeners(raw.websocket, &pools)?;
+    let gateway = super::gateway::gateway_listeners(raw.gateway)?;
     let mut names = HashSet::new();
     let mut bound = HashSet::new();
     let mut mtproto = Vec::with_capacity(raw.mtproto.len());
@@ -169,8 +174,13 @@ pub fn validate(
     }
     let others = tcp.iter().map(|l| ("tcp", &l.name, &l.listen));
     let others = others.chain(websocket.iter().map(|l| ("websocket", &l.name, &l.listen)));
+    let others = others.chain(gateway.iter().map(|l| ("gateway", &l.name, &l.listen)));
     for (i, (kind, name, listen)) in others.enumerate() {
-        let i = if kind == "tcp" { i } else { i - tcp.len() };
+        let i = match kind {
+            "tcp" => i,
+            "websocket" => i - tcp.len(),
+            _ => i - tcp.len() - websocket.len(),
+        };
         if !names.insert(name.clone()) {
             return Err(ConfigError::new(
                 format!("{kind}[{i}].name"),
@@ -212,6 +222,7 @@ pub fn validate(
             }
         }
     }
+    super::gateway::check_proxy_routes(&proxies, &gateway)?;
     if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
         let base = match &origin {
             Origin::File(path) => path.parent(),
@@ -235,6 +246,7 @@ pub fn validate(
         admin,
         proxies,
         websocket,
+        gateway,
     })
 }
 

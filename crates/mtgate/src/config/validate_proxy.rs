@@ -216,6 +216,8 @@ fn listener_config(
             &raw.upstream,
             raw.upstream_pool.as_deref(),
         )?,
+        gateway: raw.gateway,
+        agent_group: raw.agent_group,
         http: HttpSettings {
             connect_ports,
             via: raw.via.unwrap_or(false),
@@ -236,6 +238,7 @@ fn user(path: &str, name: String, raw: RawProxyUser) -> Result<ProxyUser, Config
             rules: Vec::new(),
             upstream: Vec::new(),
             upstream_pool: None,
+            agent_group: None,
         },
         RawProxyUser::Table(table) => table,
     };
@@ -267,6 +270,7 @@ fn user(path: &str, name: String, raw: RawProxyUser) -> Result<ProxyUser, Config
             &table.upstream,
             table.upstream_pool.as_deref(),
         )?,
+        agent_group: table.agent_group,
     })
 }
 
@@ -393,7 +397,7 @@ fn cidr(path: &str, text: &str) -> Result<IpNet, ConfigError> {
         })
 }
 
-fn ports(path: &str, raw: &[RawPorts]) -> Result<Vec<RangeInclusive<u16>>, ConfigError> {
+pub(super) fn ports(path: &str, raw: &[RawPorts]) -> Result<Vec<RangeInclusive<u16>>, ConfigError> {
     raw.iter()
         .map(|p| match p {
             RawPorts::Port(0) => Err(ConfigError::new(path, "port 0 is not a destination")),

@@ -268,7 +268,10 @@ fn tls(at: &str, t: &RawWsTls) -> Result<Arc<ServerConfig>, ConfigError> {
     Ok(Arc::new(config))
 }
 
-fn read_certs(at: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(super) fn read_certs(
+    at: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ConfigError::new(at, format!("{}: {e}", path.display())))?;

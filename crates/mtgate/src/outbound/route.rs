@@ -1,8 +1,10 @@
 //! Reaching a SOCKS/HTTP proxy client's destination: checking it against the rules (after
-//! resolving it, on every address), then dialling it directly with happy eyeballs, or through
-//! an upstream pool. Errors map to the exact SOCKS reply and HTTP status.
+//! resolving it, on every address), then dialling it directly with happy eyeballs, through
+//! an upstream pool, or through a tunnel gateway's agents. Errors map to the exact SOCKS reply
+//! and HTTP status.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mtgate_client::{ConnectError, DialOptions, Pool, ProxyStream, TcpTunnel};
@@ -11,6 +13,17 @@ use mtgate_proto::socks5::Reply;
 use tokio::net::TcpStream;
 
 use crate::acl::{self, Command, Destination, Rule, Verdict};
+use crate::tunnel::gateway::{AgentError, Registry};
+use crate::tunnel::mux::MuxStream;
+
+/// Traffic through a gateway's agents.
+#[derive(Debug, Clone)]
+pub struct AgentRoute {
+    /// The gateway's agents.
+    pub registry: Arc<Registry>,
+    /// The agent group that carries the traffic.
+    pub group: String,
+}
 
 /// How to reach destinations for one request.
 #[derive(Debug, Clone)]
@@ -21,6 +34,8 @@ pub struct Route<'a> {
     pub pool: Option<Pool>,
     /// Budget for resolving and connecting.
     pub timeout: Duration,
+    /// The agents that carry the traffic, if it goes through a tunnel gateway.
+    pub agents: Option<AgentRoute>,
 }
 
 /// A connection to the destination.
@@ -34,20 +49,23 @@ pub enum Dialed {
     Tunnel(Box<TcpTunnel>),
     /// A tunnel through an upstream that is not plain TCP (TLS to an `https://` proxy).
     Stream(Box<ProxyStream>),
+    /// A stream through a tunnel agent.
+    Agent(Box<MuxStream>),
 }
 
 impl Dialed {
-    /// The local address of the outbound connection (SOCKS BND).
+    /// The local address of the outbound connection (SOCKS BND); none through an agent.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.tcp().local_addr().ok()
+        self.tcp()?.local_addr().ok()
     }
 
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket underneath, if there is one here.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Direct(s) => s,
-            Self::Tunnel(t) => &t.tcp,
-            Self::Stream(s) => s.tcp(),
+            Self::Direct(s) => Some(s),
+            Self::Tunnel(t) => Some(&t.tcp),
+            Self::Stream(s) => Some(s.tcp()),
+            Self::Agent(_) => None,
         }
     }
 }
@@ -61,6 +79,9 @@ pub enum OutboundError {
     /// Resolving or connecting failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// No agent could open the stream.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
 }
 
 impl OutboundError {
@@ -69,6 +90,7 @@ impl OutboundError {
     pub fn reply(&self) -> Reply {
         let error = match self {
             Self::Denied(_) => return Reply::NotAllowed,
+            Self::Agent(e) => return e.reply(),
             Self::Connect(e) => e.root(),
         };
         match error {
@@ -85,8 +107,12 @@ impl OutboundError {
         }
     }
 
-    /// The HTTP status: 403 for rules, 504 for timeouts, 502 otherwise.
+    /// The HTTP status: 403 for rules, 504 for timeouts, 502 otherwise (503 for agents at
+    /// their limits).
     pub fn status(&self) -> u16 {
+        if let Self::Agent(e) = self {
+            return e.status();
+        }
         match self.reply() {
             Reply::NotAllowed => 403,
             Reply::TtlExpired => 504,
@@ -98,6 +124,7 @@ impl OutboundError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Denied(v) => v.reason(),
+            Self::Agent(e) => e.reason(),
             Self::Connect(_) => match self.reply() {
                 Reply::NetworkUnreachable => "network_unreachable",
                 Reply::HostUnreachable => "host_unreachable",
@@ -154,27 +181,56 @@ pub async fn allowed_addresses(
     Ok(allowed)
 }
 
-/// Opens a TCP connection to `target`, directly or through the route's pool.
+/// Checks `target` as given (names unresolved) against the rules, for routes where the far
+/// side resolves names.
+fn check_unresolved(target: &Address, route: &Route<'_>) -> Result<(), OutboundError> {
+    let ip = match target {
+        Address::Socket(addr) => Some(addr.ip()),
+        // An IP literal sent as a name (SOCKS5 ATYP 3, an HTTP Host) is still that address.
+        Address::Domain(name, _) => name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok(),
+    };
+    let host = target.host();
+    let verdict = acl::check(
+        &route.rules,
+        &Destination {
+            host: &host,
+            ip,
+            port: target.port(),
+            command: Command::Connect,
+        },
+    );
+    if verdict.is_allowed() {
+        Ok(())
+    } else {
+        Err(OutboundError::Denied(verdict))
+    }
+}
+
+/// Opens a TCP connection to `target`, directly, through the route's pool, or through an
+/// agent.
 pub async fn connect(target: &Address, route: &Route<'_>) -> Result<Dialed, OutboundError> {
-    if let Some(pool) = &route.pool {
-        // The upstream resolves names; rules still apply to names, ports and IP literals.
-        let ip = match target {
-            Address::Socket(addr) => Some(addr.ip()),
-            Address::Domain(..) => None,
-        };
-        let host = target.host();
-        let verdict = acl::check(
-            &route.rules,
-            &Destination {
-                host: &host,
-                ip,
-                port: target.port(),
-                command: Command::Connect,
+    if let Some(agents) = &route.agents {
+        // The agent resolves names and applies its own policy; ours applies first.
+        check_unresolved(target, route)?;
+        let opening = agents.registry.open(
+            &agents.group,
+            mtgate_proto::tunnel::OpenTarget {
+                network: mtgate_proto::tunnel::Network::Tcp,
+                address: target.clone(),
             },
         );
-        if !verdict.is_allowed() {
-            return Err(OutboundError::Denied(verdict));
-        }
+        let stream = tokio::time::timeout(route.timeout, opening)
+            .await
+            .map_err(|_| AgentError::Open(crate::tunnel::mux::OpenError::Timeout))??;
+        return Ok(Dialed::Agent(Box::new(stream)));
+    }
+    if let Some(pool) = &route.pool {
+        // The upstream resolves names; rules still apply to names, ports and IP literals.
+        check_unresolved(target, route)?;
         let stream = tokio::time::timeout(route.timeout, pool.connect(target.clone()))
             .await
             .map_err(|_| ConnectError::Timeout {

@@ -7,5 +7,6 @@ pub mod pools;
 pub mod process;
 pub mod proxy_metrics;
 pub mod stats;
+pub mod tunnel;
 
 pub use metrics::Metrics;

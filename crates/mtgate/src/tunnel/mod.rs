@@ -4,5 +4,9 @@
 //! - [`mux`]: many streams over one WebSocket, with per-stream byte-credit flow control,
 //!   half-close, fair scheduling and liveness; the wire frames live in
 //!   `mtgate_proto::tunnel`.
+//! - [`gateway`]: the gateway's side: agent authentication, upgrade checks and the registry
+//!   of connected agents that the proxy listeners open streams through (the listener itself
+//!   is `inbound::gateway`).
 
+pub mod gateway;
 pub mod mux;

@@ -108,6 +108,7 @@ pub fn upstream_io(dialed: crate::outbound::Dialed) -> Box<dyn UpstreamIo> {
         Dialed::Direct(stream) => Box::new(stream),
         Dialed::Tunnel(tunnel) => Box::new(TunnelIo(tunnel)),
         Dialed::Stream(stream) => Box::new(*stream),
+        Dialed::Agent(stream) => Box::new(*stream),
     }
 }
 

@@ -67,7 +67,26 @@ impl Ctx<'_> {
             rules: [user_rules, &self.state.config.rules],
             pool: self.pool(user),
             timeout: self.state.config.connect_timeout,
+            agents: self.agents(user),
         }
+    }
+
+    /// The gateway agents for `user` when the listener routes through a gateway: the group is
+    /// the user's `agent_group`, else the user name (AnyProxy: username = group), else the
+    /// listener's `agent_group`.
+    pub fn agents(&self, user: Option<&UserEntry>) -> Option<crate::outbound::route::AgentRoute> {
+        let config = &self.state.config;
+        let gateway = config.gateway.as_ref()?;
+        let group = user
+            .and_then(|u| u.config.agent_group.clone())
+            .or_else(|| user.map(|u| u.config.name.clone()))
+            .or_else(|| config.agent_group.clone())?;
+        let registry = match self.shared.gateways.get(gateway) {
+            Some(registry) => registry.clone(),
+            // A gateway added by a reload has no agents until a restart.
+            None => Arc::new(crate::tunnel::gateway::Registry::new(gateway)),
+        };
+        Some(crate::outbound::route::AgentRoute { registry, group })
     }
 
     /// The upstream pool for `user`: the user's own, else the listener's. A named `[[pool]]`

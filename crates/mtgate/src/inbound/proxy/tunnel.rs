@@ -77,7 +77,12 @@ pub async fn run(client: TcpStream, dialed: Dialed, early: &[u8], ctx: Ctx<'_>, 
     open.inc();
     let started = Instant::now();
     let end = match dialed {
-        Dialed::Stream(stream) => Box::pin(run_stream(client, *stream, early, ctx)).await,
+        Dialed::Stream(stream) => {
+            Box::pin(run_stream(client, *stream, early, ctx, (&up, &down))).await
+        }
+        Dialed::Agent(stream) => {
+            Box::pin(run_stream(client, *stream, early, ctx, (&up, &down))).await
+        }
         Dialed::Direct(stream) => {
             Box::pin(run_tcp(&client, &stream, &[], early, ctx, t, (&up, &down))).await
         }
@@ -180,25 +185,35 @@ async fn run_tcp(
     .await
 }
 
-/// Relays through an upstream that is not plain TCP (TLS): tokio's copy over a client socket
-/// that notes activity on the registry entry, with the kill switch and the idle timeout
-/// checked against that activity.
-async fn run_stream(
+/// Relays through an upstream that is not plain TCP (TLS, or a tunnel agent's stream):
+/// tokio's copy over a client socket that notes activity on the registry entry, with the
+/// kill switch and the idle timeout checked against that activity. Half-close is carried:
+/// an EOF from one side shuts the other's write half down.
+async fn run_stream<S>(
     client: TcpStream,
-    mut stream: mtgate_client::ProxyStream,
+    mut stream: S,
     early: &[u8],
     ctx: Ctx<'_>,
-) -> RelayEnd {
+    (up, down): (
+        &prometheus_client::metrics::counter::Counter,
+        &prometheus_client::metrics::counter::Counter,
+    ),
+) -> RelayEnd
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::AsyncWriteExt;
     if !early.is_empty() {
         match tokio::time::timeout(EARLY_WRITE_TIMEOUT, stream.write_all(early)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                up.inc_by(early.len() as u64);
+            }
             Ok(Err(e)) => return RelayEnd::Failed(e.into()),
             Err(_) => return RelayEnd::Idle,
         }
     }
     let idle = ctx.config().idle_timeout;
-    let mut client = Touching::new(client, ctx.entry);
+    let mut client = Touching::new(client, ctx.entry).counting(up.clone(), down.clone());
     ctx.entry.touch();
     let copy =
         tokio::io::copy_bidirectional_with_sizes(&mut client, &mut stream, 32 << 10, 32 << 10);

@@ -28,7 +28,7 @@ pub async fn run(stream: TcpStream, expected: Address, user: Option<&UserEntry>,
     if !ctx.config().bind {
         refuse!(Reply::CommandNotSupported, "bind_disabled");
     }
-    if ctx.pool(user).is_some() {
+    if ctx.pool(user).is_some() || ctx.config().gateway.is_some() {
         refuse!(Reply::CommandNotSupported, "bind_through_upstream");
     }
     // Rules that refuse BIND whatever the peer (by command, port or name) answer now, before

@@ -49,7 +49,7 @@ pub async fn run(stream: TcpStream, requested: Address, user: Option<&UserEntry>
     if !ctx.config().udp {
         refuse!(Reply::CommandNotSupported, "udp_disabled");
     }
-    if ctx.pool(user).is_some() {
+    if ctx.pool(user).is_some() || ctx.config().gateway.is_some() {
         refuse!(Reply::CommandNotSupported, "udp_through_upstream");
     }
     let _pass = match user {
