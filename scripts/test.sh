@@ -53,6 +53,9 @@ if [ "$interop" = 1 ]; then
 
     step "interop: Autobahn cases 1-10 through the websocket listener (kosoku)"
     timeout 1500 tests/interop/websocket/autobahn.sh
+
+    step "interop: reverse tunnel, AnyProxy JSON mode, with an agent and a gateway written from its document"
+    timeout 900 tests/interop/tunnel/run.sh
 fi
 
 if [ "$fuzz" = 1 ]; then

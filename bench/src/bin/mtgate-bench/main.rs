@@ -8,11 +8,13 @@
 //! mtgate-bench echo-server --listen 127.0.0.1:0
 //! mtgate-bench tcp-load --target 127.0.0.1:8080 --mode connections --kill-pid 4321
 //! mtgate-bench socks-connect --proxy 127.0.0.1:1080 --clients 16 --duration 5s
+//! mtgate-bench rr-latency --target 127.0.0.1:7000 --proxy 127.0.0.1:1080 --count 1000 --size 64
 //! ```
 
 mod fake_dc_cmd;
 mod fake_middle_cmd;
 mod load_cmd;
+mod rr_latency_cmd;
 mod socks_connect_cmd;
 mod tcp_cmd;
 
@@ -41,6 +43,8 @@ enum Command {
     TcpLoad(tcp_cmd::LoadArgs),
     /// Measure new SOCKS5 connections per second through a proxy.
     SocksConnect(socks_connect_cmd::SocksConnectArgs),
+    /// Measure request/response latency (p50/p99) on one connection, direct or via SOCKS5.
+    RrLatency(rr_latency_cmd::RrLatencyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Command::EchoServer(args) => tcp_cmd::echo(args).await,
             Command::TcpLoad(args) => tcp_cmd::load(args).await,
             Command::SocksConnect(args) => socks_connect_cmd::run(args).await,
+            Command::RrLatency(args) => rr_latency_cmd::run(args).await,
         }
     })
 }

@@ -34,11 +34,17 @@ pub(crate) struct SocksConnectArgs {
 const STEP: Duration = Duration::from_secs(5);
 
 async fn one(proxy: SocketAddr, sink: SocketAddr) -> std::io::Result<()> {
+    socks5_connect(proxy, sink).await.map(drop)
+}
+
+/// Opens a TCP connection to `proxy`, negotiates no authentication and CONNECTs to `target`
+/// (IPv4 or IPv6), every step under a 5 s timeout. Returns the tunnel, ready for data.
+pub(crate) async fn socks5_connect(
+    proxy: SocketAddr,
+    target: SocketAddr,
+) -> std::io::Result<TcpStream> {
     let mut s = timeout(STEP, TcpStream::connect(proxy)).await??;
     let _ = s.set_nodelay(true);
-    let SocketAddr::V4(sink) = sink else {
-        return Err(std::io::ErrorKind::InvalidInput.into());
-    };
     // Greeting, then the request once the method is chosen (some servers drop pipelined
     // bytes).
     timeout(STEP, s.write_all(&[0x05, 0x01, 0x00])).await??;
@@ -47,16 +53,38 @@ async fn one(proxy: SocketAddr, sink: SocketAddr) -> std::io::Result<()> {
     if method != [0x05, 0x00] {
         return Err(std::io::ErrorKind::ConnectionRefused.into());
     }
-    let mut request = vec![0x05, 0x01, 0x00, 0x01];
-    request.extend_from_slice(&sink.ip().octets());
-    request.extend_from_slice(&sink.port().to_be_bytes());
+    let mut request = vec![0x05, 0x01, 0x00];
+    match target {
+        SocketAddr::V4(v4) => {
+            request.push(0x01);
+            request.extend_from_slice(&v4.ip().octets());
+        }
+        SocketAddr::V6(v6) => {
+            request.push(0x04);
+            request.extend_from_slice(&v6.ip().octets());
+        }
+    }
+    request.extend_from_slice(&target.port().to_be_bytes());
     timeout(STEP, s.write_all(&request)).await??;
-    let mut answer = [0u8; 10];
-    timeout(STEP, s.read_exact(&mut answer)).await??;
-    if answer[..2] != [0x05, 0x00] {
+    let mut head = [0u8; 4];
+    timeout(STEP, s.read_exact(&mut head)).await??;
+    if head[..2] != [0x05, 0x00] {
         return Err(std::io::ErrorKind::ConnectionRefused.into());
     }
-    Ok(())
+    // The rest of the reply: the bound address (IPv4, IPv6 or a name) and its port.
+    let rest = match head[3] {
+        0x01 => 4 + 2,
+        0x04 => 16 + 2,
+        0x03 => {
+            let mut len = [0u8; 1];
+            timeout(STEP, s.read_exact(&mut len)).await??;
+            usize::from(len[0]) + 2
+        }
+        _ => return Err(std::io::ErrorKind::InvalidData.into()),
+    };
+    let mut bound = vec![0u8; rest];
+    timeout(STEP, s.read_exact(&mut bound)).await??;
+    Ok(s)
 }
 
 pub(crate) async fn run(args: SocksConnectArgs) -> anyhow::Result<()> {
