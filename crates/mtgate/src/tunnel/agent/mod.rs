@@ -2,7 +2,8 @@
 //! WebSocket (+TLS), keeps `replicas` connections up, and serves the gateway's OPENs by
 //! connecting to targets on its own network, within its policy.
 //!
-//! - [`config`]: the agent's own TOML file, validated ([`tls`] builds the client TLS);
+//! - [`config`]: the agent's own TOML file, validated ([`gateway_url`] parses the URL,
+//!   [`tls`] builds the client TLS);
 //! - [`policy`]: `allowed_hosts`, `forbidden_hosts` and the special-address default, checked
 //!   on the name and on every resolved address;
 //! - [`dial`]: TCP, TLS and the WebSocket upgrade to the gateway (and the JSON login,
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod dial;
+pub mod gateway_url;
 pub mod json_auth;
 pub mod policy;
 pub mod run;
