@@ -28,7 +28,7 @@ pub const RECONNECT_BACKOFF: Backoff = Backoff {
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// After the drain, how long queued frames get to go out before the connection is closed.
-const CLOSE_GRACE: Duration = Duration::from_millis(300);
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a connection checks whether the gateway sent GOAWAY and its streams are done.
 const GOAWAY_CHECK: Duration = Duration::from_secs(1);
@@ -195,10 +195,8 @@ async fn session(
                 mux.go_away();
             }
             () = shared.streams.hard_stop.cancelled() => {
-                // `close` drops frames still queued, such as the last streams' FINs: give
-                // the writer a moment (or the gateway the chance to close first).
-                let _ = tokio::time::timeout(CLOSE_GRACE, mux.closed()).await;
-                mux.close();
+                // Write what is queued (the last streams' FINs) before closing.
+                mux.shutdown(CLOSE_GRACE).await;
                 break;
             }
         }

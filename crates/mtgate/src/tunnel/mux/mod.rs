@@ -329,6 +329,16 @@ impl Mux {
         self.shared.fail(state::CLOSE_GOING_AWAY);
     }
 
+    /// Ends the connection after writing what is queued (the last FINs, RSTs and data),
+    /// waiting at most `grace`; streams still open are reset.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.finishing.cancel();
+        self.shared.wake_writer.notify_one();
+        if tokio::time::timeout(grace, self.closed()).await.is_err() {
+            self.close();
+        }
+    }
+
     /// Waits until the connection has ended.
     pub async fn closed(&self) {
         self.shared.done.cancelled().await;

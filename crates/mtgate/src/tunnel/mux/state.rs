@@ -80,6 +80,8 @@ pub(super) struct Shared {
     pub(super) wake_writer: Notify,
     /// Cancelled when the connection ends.
     pub(super) done: CancellationToken,
+    /// Cancelled when the connection should end once everything queued is written.
+    pub(super) finishing: CancellationToken,
     /// Set once GOAWAY was sent or received.
     pub(super) going_away: AtomicBool,
     pub(super) streams_total: AtomicU64,
@@ -128,6 +130,7 @@ impl Shared {
             }),
             wake_writer: Notify::new(),
             done: CancellationToken::new(),
+            finishing: CancellationToken::new(),
             going_away: AtomicBool::new(false),
             streams_total: AtomicU64::new(0),
             open_failures: AtomicU64::new(0),

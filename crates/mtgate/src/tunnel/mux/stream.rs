@@ -305,7 +305,10 @@ impl AsyncRead for MuxStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut s = this.cell.state();
-        if let Some(e) = closed_error(&s) {
+        // A reset discards what was received; a lost connection still delivers the bytes
+        // (and the FIN) that arrived before it ended.
+        let drained = s.recv.is_empty() && !s.fin_received;
+        if let Some(e) = closed_error(&s).filter(|_| s.reset.is_some() || drained) {
             return Poll::Ready(Err(e));
         }
         if s.recv.is_empty() {

@@ -463,3 +463,29 @@ async fn pings_measure_the_round_trip() {
     assert!(gateway.stats().rtt.is_some());
     assert!(!gateway.is_closing());
 }
+
+#[tokio::test]
+async fn shutdown_writes_what_is_queued_before_closing() {
+    let ((gateway, _gin), (agent, mut ain)) = pair(Codec::Binary, MuxConfig::default());
+    let opened = gateway.open(target(7));
+    let accepted = async {
+        let Some(Inbound::Open(open)) = ain.next().await else {
+            panic!("no open");
+        };
+        open.accept()
+    };
+    let (near, far) = tokio::join!(opened, accepted);
+    let (mut near, mut far) = (near.unwrap(), far);
+    near.shutdown().await.unwrap();
+    // The agent writes its last bytes and FIN, then shuts the connection down at once.
+    far.write_all(b"last words").await.unwrap();
+    far.shutdown().await.unwrap();
+    agent.shutdown(Duration::from_secs(2)).await;
+    let mut back = Vec::new();
+    tokio::time::timeout(LIMIT, near.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"last words");
+    tokio::time::timeout(LIMIT, gateway.closed()).await.unwrap();
+}

@@ -47,10 +47,14 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(mut ws: WebSocketWrite<W>, shared
                 }
             }
             timed(stall, ws.flush()).await?;
+            if shared.finishing.is_cancelled() {
+                return Ok(());
+            }
             let deadline = pong_due.map_or(next_ping, |(due, _)| due.min(next_ping));
             tokio::select! {
                 () = shared.wake_writer.notified() => {}
                 () = shared.done.cancelled() => return Ok(()),
+                () = shared.finishing.cancelled() => {}
                 () = sleep_until(deadline) => {
                     let now = Instant::now();
                     if let Some((due, sent)) = pong_due
