@@ -67,7 +67,9 @@ pub struct MuxConfig {
     pub pong_timeout: Duration,
     /// How long [`Mux::open`] waits for OPEN_OK or OPEN_ERR.
     pub open_timeout: Duration,
-    /// Inbound OPENs queued for [`Incoming::next`] before new ones are refused.
+    /// Inbound OPENs queued for [`Incoming::next`] before new ones are refused (with
+    /// RATE_LIMITED). A burst of OPENs is normal (a browser opening a page through the
+    /// gateway), so the default matches the default stream cap.
     pub accept_backlog: usize,
 }
 
@@ -80,7 +82,7 @@ impl Default for MuxConfig {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             open_timeout: Duration::from_secs(15),
-            accept_backlog: 256,
+            accept_backlog: 4096,
         }
     }
 }
