@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TelegramConfig};
-use crate::gate::Gate;
+use crate::gate::{Gate, Pass};
 use crate::inbound::mtproto::{self, MtprotoService};
 use crate::inbound::tcp::{self, TcpService};
 use crate::inbound::websocket::{self, WebsocketService, WebsocketState};
@@ -23,6 +23,7 @@ use crate::telegram::DcTable;
 use crate::telegram::middle::MiddleProxies;
 use crate::telegram::middle::collector::MiddleCollector;
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::ListenerLabels;
 use crate::telemetry::metrics::ReasonLabels;
 use crate::telemetry::pools::PoolCollector;
 use crate::telemetry::process::ProcessCollector;
@@ -57,6 +58,24 @@ impl Shared {
     /// The global connection cap now.
     pub fn max_connections(&self) -> usize {
         self.config.load().limits.max_connections
+    }
+
+    /// Counts a connection a listener accepted and takes its places under the global cap and
+    /// the listener's own (`limit`, read now so a reload applies at once). `None` when either
+    /// is full; the places are given back when the passes drop.
+    pub fn admit(
+        &self,
+        labels: &ListenerLabels,
+        listener_gate: &Arc<Gate>,
+        limit: usize,
+    ) -> Option<(Pass, Pass)> {
+        self.metrics
+            .connections_accepted
+            .get_or_create(labels)
+            .inc();
+        self.gate
+            .try_enter(self.max_connections())
+            .zip(listener_gate.try_enter(limit))
     }
 
     /// How to reach Telegram now.

@@ -99,16 +99,8 @@ pub async fn accept_loop(
         else {
             return;
         };
-        shared
-            .metrics
-            .connections_accepted
-            .get_or_create(&labels)
-            .inc();
         let limit = service.config().max_connections.unwrap_or(usize::MAX);
-        let passes = shared
-            .gate
-            .try_enter(shared.max_connections())
-            .zip(service.gate.try_enter(limit));
+        let passes = shared.admit(&labels, &service.gate, limit);
         let Some(passes) = passes else {
             count(&shared, &service, Refusal::Busy.label());
             // A short answer, off the accept loop, so a full listener says why.
