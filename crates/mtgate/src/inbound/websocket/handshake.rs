@@ -110,49 +110,80 @@ impl Refusal {
 
     /// The whole HTTP response, closing the connection.
     pub fn response(self) -> Vec<u8> {
-        let (code, reason) = self.status();
-        let body = format!("{self}\n");
-        let mut out = format!(
-            "HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        match self {
-            Self::Version => out.push_str("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"),
-            Self::Unauthorized => out.push_str("WWW-Authenticate: Basic realm=\"mtgate\"\r\n"),
-            _ => {}
-        }
-        out.push_str("\r\n");
-        out.push_str(&body);
-        out.into_bytes()
+        let extra = match self {
+            Self::Version => "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+            Self::Unauthorized => "WWW-Authenticate: Basic realm=\"mtgate\"\r\n",
+            _ => "",
+        };
+        refusal_response(self.status(), &self.to_string(), extra)
     }
+}
+
+/// Why a request is not a WebSocket upgrade (RFC 6455 §4.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadUpgrade {
+    /// Not a GET over HTTP/1.1 with `Upgrade`, `Connection` and a valid key.
+    Shape(&'static str),
+    /// A `Sec-WebSocket-Version` other than 13.
+    Version,
+}
+
+/// Checks the shape every upgrade request must have and returns its `Sec-WebSocket-Key`.
+pub fn upgrade_key(request: &RequestHead) -> Result<String, BadUpgrade> {
+    let h = &request.headers;
+    if request.method != "GET" {
+        return Err(BadUpgrade::Shape("method must be GET"));
+    }
+    if request.version != 1 {
+        return Err(BadUpgrade::Shape("HTTP/1.1 is required"));
+    }
+    if !has_token(h, "upgrade", "websocket") {
+        return Err(BadUpgrade::Shape("Upgrade: websocket is missing"));
+    }
+    if !has_token(h, "connection", "upgrade") {
+        return Err(BadUpgrade::Shape("Connection: Upgrade is missing"));
+    }
+    if h.get_str("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(BadUpgrade::Version);
+    }
+    h.get_str("sec-websocket-key")
+        .map(str::trim)
+        .filter(|k| STANDARD.decode(k).is_ok_and(|d| d.len() == 16))
+        .map(str::to_owned)
+        .ok_or(BadUpgrade::Shape(
+            "Sec-WebSocket-Key is missing or malformed",
+        ))
+}
+
+/// The subprotocols a request offers, in order (at most 32).
+pub fn offered_protocols(h: &Headers) -> impl Iterator<Item = &str> {
+    h.get_all("sec-websocket-protocol")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .take(32)
+}
+
+/// A refusal before the 101: `status`, `extra` header lines (each ending in CRLF), and
+/// `message` as a plain-text body; the connection closes after it.
+pub fn refusal_response((code, reason): (u16, &str), message: &str, extra: &str) -> Vec<u8> {
+    let body = format!("{message}\n");
+    format!(
+        "HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Checks `request` against the listener's rules, in the order that leaks least: the
 /// request's shape, the route, the origin, then the credentials.
 pub fn check(request: &RequestHead, config: &WebsocketListenerConfig) -> Result<Upgrade, Refusal> {
     let h = &request.headers;
-    if request.method != "GET" {
-        return Err(Refusal::BadRequest("method must be GET"));
-    }
-    if request.version != 1 {
-        return Err(Refusal::BadRequest("HTTP/1.1 is required"));
-    }
-    if !has_token(h, "upgrade", "websocket") {
-        return Err(Refusal::BadRequest("Upgrade: websocket is missing"));
-    }
-    if !has_token(h, "connection", "upgrade") {
-        return Err(Refusal::BadRequest("Connection: Upgrade is missing"));
-    }
-    if h.get_str("sec-websocket-version").map(str::trim) != Some("13") {
-        return Err(Refusal::Version);
-    }
-    let key = h
-        .get_str("sec-websocket-key")
-        .map(str::trim)
-        .filter(|k| STANDARD.decode(k).is_ok_and(|d| d.len() == 16))
-        .ok_or(Refusal::BadRequest(
-            "Sec-WebSocket-Key is missing or malformed",
-        ))?;
+    let key = upgrade_key(request).map_err(|e| match e {
+        BadUpgrade::Version => Refusal::Version,
+        BadUpgrade::Shape(why) => Refusal::BadRequest(why),
+    })?;
     if !request.target.starts_with('/') {
         return Err(Refusal::BadRequest("the target must be a path"));
     }
@@ -175,15 +206,7 @@ pub fn check(request: &RequestHead, config: &WebsocketListenerConfig) -> Result<
         None => None,
         Some(auth) => authenticate(h, auth)?,
     };
-    let protocols = h
-        .get_all("sec-websocket-protocol")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .take(32)
-        .map(str::to_owned)
-        .collect();
+    let protocols = offered_protocols(h).map(str::to_owned).collect();
     let mut forward = Headers::default();
     for field in &h.0 {
         let lower = field.name.to_ascii_lowercase();
@@ -199,7 +222,7 @@ pub fn check(request: &RequestHead, config: &WebsocketListenerConfig) -> Result<
         route: route.clone(),
         target: request.target.clone(),
         host,
-        key: key.to_owned(),
+        key,
         protocols,
         forward,
         user,

@@ -2,13 +2,13 @@
 //! the credentials it carries. No I/O here; the listener reads the head, asks the
 //! authenticators, and writes the answers built here.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mtgate_proto::http1::{Headers, RequestHead, parse_basic};
 use mtgate_proto::tunnel::{SUBPROTOCOL_ANYPROXY_JSON, SUBPROTOCOL_V1};
 
 use super::auth::Presented;
-use crate::inbound::websocket::handshake::has_token;
+use crate::inbound::websocket::handshake::{
+    BadUpgrade, offered_protocols, refusal_response, upgrade_key,
+};
 use crate::tunnel::mux::Codec;
 
 /// Longest client id accepted from `X-Client-ID` or the `auth` message.
@@ -80,22 +80,15 @@ impl Refusal {
 
     /// The whole HTTP response, closing the connection.
     pub fn response(self) -> Vec<u8> {
-        let (code, reason) = self.status();
-        let body = format!("{self}\n");
-        let mut out = format!(
-            "HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if self == Self::Unauthorized {
-            out.push_str("WWW-Authenticate: Basic realm=\"mtgate-gateway\"\r\n");
-            out.push_str("WWW-Authenticate: Bearer realm=\"mtgate-gateway\"\r\n");
-        }
-        if let Self::BadRequest(_) = self {
-            out.push_str("Sec-WebSocket-Version: 13\r\n");
-        }
-        out.push_str("\r\n");
-        out.push_str(&body);
-        out.into_bytes()
+        let extra = match self {
+            Self::Unauthorized => concat!(
+                "WWW-Authenticate: Basic realm=\"mtgate-gateway\"\r\n",
+                "WWW-Authenticate: Bearer realm=\"mtgate-gateway\"\r\n"
+            ),
+            Self::BadRequest(_) => "Sec-WebSocket-Version: 13\r\n",
+            _ => "",
+        };
+        refusal_response(self.status(), &self.to_string(), extra)
     }
 }
 
@@ -106,29 +99,10 @@ pub fn check(request: &RequestHead, path: &str) -> Result<AgentUpgrade, Refusal>
     if request_path != path {
         return Err(Refusal::NotFound);
     }
-    if request.method != "GET" {
-        return Err(Refusal::BadRequest("method must be GET"));
-    }
-    if request.version != 1 {
-        return Err(Refusal::BadRequest("HTTP/1.1 is required"));
-    }
-    if !has_token(h, "upgrade", "websocket") {
-        return Err(Refusal::BadRequest("Upgrade: websocket is missing"));
-    }
-    if !has_token(h, "connection", "upgrade") {
-        return Err(Refusal::BadRequest("Connection: Upgrade is missing"));
-    }
-    if h.get_str("sec-websocket-version").map(str::trim) != Some("13") {
-        return Err(Refusal::BadRequest("Sec-WebSocket-Version must be 13"));
-    }
-    let key = h
-        .get_str("sec-websocket-key")
-        .map(str::trim)
-        .filter(|k| STANDARD.decode(k).is_ok_and(|d| d.len() == 16))
-        .ok_or(Refusal::BadRequest(
-            "Sec-WebSocket-Key is missing or malformed",
-        ))?
-        .to_owned();
+    let key = upgrade_key(request).map_err(|e| match e {
+        BadUpgrade::Version => Refusal::BadRequest("Sec-WebSocket-Version must be 13"),
+        BadUpgrade::Shape(why) => Refusal::BadRequest(why),
+    })?;
     let (codec, protocol) = choose_protocol(h)?;
     let client_id = match h.get_str("x-client-id").map(str::trim) {
         None | Some("") => None,
@@ -160,14 +134,7 @@ pub fn check(request: &RequestHead, path: &str) -> Result<AgentUpgrade, Refusal>
 /// (a client written from AnyProxy's document sends none). An offer of only unknown
 /// subprotocols is refused.
 fn choose_protocol(h: &Headers) -> Result<(Codec, Option<&'static str>), Refusal> {
-    let offered: Vec<&str> = h
-        .get_all("sec-websocket-protocol")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .take(32)
-        .collect();
+    let offered: Vec<&str> = offered_protocols(h).collect();
     if offered.is_empty() {
         return Ok((Codec::AnyProxyJson, None));
     }
