@@ -301,12 +301,7 @@ fn credential(at: &str, c: RawCredential, mtls: bool) -> Result<GatewayCredentia
 
 /// Group names become proxy user names and metric labels: keep them tame.
 fn check_group(at: &str, group: &str) -> Result<(), ConfigError> {
-    let ok = !group.is_empty()
-        && group.len() <= 64
-        && group
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if ok {
+    if super::validate_proxy::is_tame_name(group) {
         Ok(())
     } else {
         Err(ConfigError::new(

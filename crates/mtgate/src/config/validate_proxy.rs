@@ -274,15 +274,19 @@ fn user(path: &str, name: String, raw: RawProxyUser) -> Result<ProxyUser, Config
     })
 }
 
-/// User names travel in RFC 1929 (1..=255 bytes) and HTTP Basic (no colon); they also label
-/// metrics, so keep them tame.
-fn check_user_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
+/// 1..=64 of A-Z a-z 0-9 - _ . @: what a name needs to be a proxy user name and a metric label.
+pub(super) fn is_tame_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
+/// User names travel in RFC 1929 (1..=255 bytes) and HTTP Basic (no colon); they also label
+/// metrics, so keep them tame.
+fn check_user_name(path: &str, name: &str) -> Result<(), ConfigError> {
+    if is_tame_name(name) {
         Ok(())
     } else {
         Err(ConfigError::new(
