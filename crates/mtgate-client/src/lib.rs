@@ -103,7 +103,7 @@ pub use framing::{FramingError, LengthPrefixed, recv_packet, send_packet};
 pub use mtgate_proto::address::Address;
 pub use pool::{Pool, Strategy, Upstream};
 pub use proxy::{Credentials, Kind, Proxy, ProxyUrlError};
-pub use stream::{ConnectionInfo, ProxyStream, TcpTunnel};
+pub use stream::{ConnectionInfo, InFlight, ProxyStream, TcpTunnel};
 pub use target::IntoTarget;
 pub use tls::default_tls_config;
 pub use udp::Socks5Datagram;

@@ -127,6 +127,20 @@ pub struct TcpTunnel {
     _lease: Option<Lease>,
 }
 
+impl TcpTunnel {
+    /// The socket, the bytes the target already sent, and the pool member's in-flight count
+    /// as a guard of its own, for relays that keep the socket apart from the rest. Hold the
+    /// guard as long as the socket is in use.
+    pub fn into_parts(self) -> (TcpStream, Bytes, InFlight) {
+        (self.tcp, self.prefix, InFlight(self._lease))
+    }
+}
+
+/// Holds a pool member's in-flight count (nothing for connections outside pools) until
+/// dropped.
+#[derive(Debug)]
+pub struct InFlight(#[allow(dead_code, reason = "held for its Drop")] Option<Lease>);
+
 impl AsyncRead for ProxyStream {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -130,6 +130,8 @@ pub struct TelegramConfig {
     pub ad_tag: Option<AdTag>,
     /// Middle-proxy settings and files; present when a listener uses middle mode.
     pub middle: Option<Arc<MiddleConfig>>,
+    /// The `[[pool]]` DC connections go out through; `None` dials the DCs directly.
+    pub upstream_pool: Option<String>,
 }
 
 /// Client modes a listener accepts.

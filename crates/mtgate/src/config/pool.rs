@@ -35,6 +35,10 @@ pub struct PoolConfig {
     pub budget: Option<RetryBudget>,
 }
 
+/// The server URL of a member that connects straight to the target (e.g. a backup behind
+/// proxies).
+pub const DIRECT: &str = "direct";
+
 /// One server of a pool, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolServer {
@@ -64,6 +68,15 @@ impl PoolServer {
                 })?;
                 (Some(address), raw.via.clone())
             }
+            None if raw.url == DIRECT => {
+                if !raw.via.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{at}.via"),
+                        "a direct server goes through no proxy; use tcp:// with via, or a proxy URL",
+                    ));
+                }
+                (None, Vec::new())
+            }
             None => {
                 if !raw.via.is_empty() {
                     return Err(ConfigError::new(
@@ -77,7 +90,7 @@ impl PoolServer {
         let chain = Chain::from_urls(&chain_urls).map_err(|e| {
             ConfigError::new(
                 at,
-                format!("{e}; servers are tcp://host:port or socks4://, socks4a://, socks5://, socks5h://, http://, https:// proxy URLs"),
+                format!("{e}; servers are tcp://host:port, socks4://, socks4a://, socks5://, socks5h://, http://, https:// proxy URLs, or \"direct\""),
             )
         })?;
         let name = match &raw.name {
@@ -85,6 +98,7 @@ impl PoolServer {
             None => match &destination {
                 Some(address) if chain.is_direct() => address.to_string(),
                 Some(address) => format!("{chain} -> {address}"),
+                None if chain.is_direct() => DIRECT.to_owned(),
                 None => chain.to_string(),
             },
         };
@@ -121,6 +135,7 @@ impl PoolServer {
     pub fn upstream(&self) -> Upstream {
         let urls = match self.destination {
             Some(_) => self.via.clone(),
+            None if self.url == DIRECT => Vec::new(),
             None => vec![self.url.clone()],
         };
         // Validated in `parse`.
@@ -373,6 +388,43 @@ fn parse_status_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
     ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some(low..=high)
 }
 
+/// Checks that pool `name` can carry DC connections: it exists, and every server is a plain
+/// proxy (or `direct`) that hands over the socket itself, which the MTProto relay needs.
+pub fn check_telegram_pool(name: &str, pools: &[PoolConfig]) -> Result<(), ConfigError> {
+    const AT: &str = "telegram.upstream_pool";
+    let Some(pool) = pools.iter().find(|p| p.name == name) else {
+        return Err(ConfigError::new(
+            AT,
+            format!("no [[pool]] is named {name:?}"),
+        ));
+    };
+    for server in &pool.servers {
+        if server.destination.is_some() {
+            return Err(ConfigError::new(
+                AT,
+                format!(
+                    "pool {name:?} has a tcp:// server ({}); DC connections need proxy servers or \"direct\"",
+                    server.name
+                ),
+            ));
+        }
+        let tls = server
+            .url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        if tls {
+            return Err(ConfigError::new(
+                AT,
+                format!(
+                    "pool {name:?} has an https:// proxy ({}); MTProto already encrypts, and its relay needs a plain socket: use socks5:// or http://",
+                    server.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Validates the `[[tcp]]` listeners against the pools.
 pub fn tcp_listeners(
     raw: Vec<RawTcp>,
@@ -504,5 +556,9 @@ mod tests {
         assert!(server("ftp://x:1", &[]).is_err());
         assert!(server("tcp://nohostport", &[]).is_err());
         assert!(server("http://127.0.0.1:3128", &["socks5://127.0.0.1:1"]).is_err());
+        let direct = server("direct", &[]).unwrap();
+        assert_eq!(direct.name, "direct");
+        assert!(direct.destination.is_none());
+        assert!(server("direct", &["socks5://127.0.0.1:1"]).is_err());
     }
 }

@@ -161,6 +161,8 @@ pub struct RawTelegram {
     /// Middle-proxy mode settings.
     #[serde(default)]
     pub middle: RawMiddle,
+    /// A `[[pool]]` of proxy servers (or `direct`) that DC connections go through (direct mode).
+    pub upstream_pool: Option<String>,
 }
 
 impl Default for RawTelegram {
@@ -173,6 +175,7 @@ impl Default for RawTelegram {
             mode: None,
             ad_tag: None,
             middle: RawMiddle::default(),
+            upstream_pool: None,
         }
     }
 }

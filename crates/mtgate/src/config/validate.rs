@@ -118,6 +118,7 @@ pub fn validate(
             .map(|t| middle::parse_ad_tag("telegram.ad_tag", t))
             .transpose()?,
         middle: None,
+        upstream_pool: raw.telegram.upstream_pool.clone(),
     };
     if telegram.default_dc.0 <= 0 {
         return Err(ConfigError::new(
@@ -223,6 +224,18 @@ pub fn validate(
         }
     }
     super::gateway::check_proxy_routes(&proxies, &gateway)?;
+    if let Some(name) = &telegram.upstream_pool {
+        super::pool::check_telegram_pool(name, &pools)?;
+        if let Some(l) = mtproto.iter().find(|l| l.mode == TelegramMode::Middle) {
+            return Err(ConfigError::new(
+                "telegram.upstream_pool",
+                format!(
+                    "listener {:?} runs in middle mode, and middle-proxy connections cannot go through upstream proxies: their keys are derived from the address the middle proxy sees, which only a direct connection knows",
+                    l.name
+                ),
+            ));
+        }
+    }
     if mtproto.iter().any(|l| l.mode == TelegramMode::Middle) {
         let base = match &origin {
             Origin::File(path) => path.parent(),

@@ -111,6 +111,7 @@ mod tests {
             mode: crate::config::TelegramMode::Direct,
             ad_tag: None,
             middle: None,
+            upstream_pool: None,
         };
         DcTable::new(&config)
     }

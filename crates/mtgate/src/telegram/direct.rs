@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use mtgate_client::{ConnectError, DialOptions, connect_addrs};
+use std::net::SocketAddr;
+
+use mtgate_client::{ConnectError, DialOptions, InFlight, Pool, Stage, connect_addrs};
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::obfs2::{self, CtrStream, OpenSpec, ProtoTag, StreamKey};
 use tokio::net::TcpStream;
@@ -23,6 +25,8 @@ pub struct DcConnection {
     pub encrypt: CtrStream,
     /// Decrypts the DC's bytes; `None` in fast mode, where they already suit the client.
     pub decrypt: Option<CtrStream>,
+    /// Through an upstream pool: the member's in-flight count, to hold while `stream` lives.
+    pub in_flight: Option<InFlight>,
 }
 
 /// How to open the DC side.
@@ -38,6 +42,8 @@ pub struct DcRequest<'a> {
     pub prefer_ipv6: bool,
     /// Budget for the connection.
     pub timeout: Duration,
+    /// The upstream pool to go through (`telegram.upstream_pool`); `None` dials directly.
+    pub via: Option<&'a Pool>,
 }
 
 /// Connects to the DC for `request.dc` and prepares the obfuscated2 header.
@@ -57,7 +63,13 @@ pub async fn connect(
         ..DialOptions::default()
     };
     let started = Instant::now();
-    let stream = match connect_addrs(&addrs, &options).await {
+    let dialed = match request.via {
+        Some(pool) => connect_via(pool, &addrs, &options)
+            .await
+            .map(|(stream, held)| (stream, Some(held))),
+        None => connect_addrs(&addrs, &options).await.map(|s| (s, None)),
+    };
+    let (stream, in_flight) = match dialed {
         Ok(stream) => stream,
         Err(e) => {
             metrics
@@ -86,5 +98,49 @@ pub async fn connect(
         header: opened.header,
         encrypt: opened.encrypt,
         decrypt: request.fast_mode_key.is_none().then_some(opened.decrypt),
+        in_flight,
     })
+}
+
+/// Connects to the first of `addrs` (preferred family first) that a member of `pool` reaches,
+/// within `options.timeout` for all of them. The pool does its own retries and ejection.
+async fn connect_via(
+    pool: &Pool,
+    addrs: &[SocketAddr],
+    options: &DialOptions,
+) -> Result<(TcpStream, InFlight), ConnectError> {
+    let mut ordered = addrs.to_vec();
+    ordered.sort_by_key(|a| a.is_ipv6() != options.prefer_ipv6);
+    let attempt = async {
+        let mut last = ConnectError::NoAddresses {
+            host: "the DC".to_owned(),
+        };
+        for addr in ordered {
+            match pool.connect(addr).await {
+                // A DC never speaks first, so nothing can be left behind by the proxy.
+                Ok(stream) => match stream.into_tcp() {
+                    Ok(tunnel) if tunnel.prefix.is_empty() => {
+                        let (tcp, _, held) = tunnel.into_parts();
+                        let _ = tcp.set_nodelay(true);
+                        return Ok((tcp, held));
+                    }
+                    _ => {
+                        last = ConnectError::Protocol {
+                            stage: Stage::Request,
+                            detail: "the upstream sent bytes before the client did, or needs TLS"
+                                .to_owned(),
+                        };
+                    }
+                },
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(options.timeout, attempt)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            stage: Stage::Connect,
+            after: options.timeout,
+        }))
 }

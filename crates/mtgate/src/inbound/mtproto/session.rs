@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use mtgate_client::InFlight;
 use mtgate_proto::mtproto::transport::FrameScanner;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
@@ -70,6 +71,7 @@ pub async fn run(
             to_client,
             up,
             down,
+            in_flight: _in_flight,
         } = *opened;
         let ctx = RelayContext {
             pool: &shared.pool,
@@ -165,6 +167,8 @@ async fn through_middle(
 /// What the relay needs once the DC side is open.
 struct Opened {
     dc: TcpStream,
+    /// Held while relaying, for DC connections through an upstream pool.
+    in_flight: Option<InFlight>,
     to_dc: ClientToDc,
     to_client: DcToClient,
     up: Counter,
@@ -180,12 +184,29 @@ async fn open_dc(
     entry: &ConnEntry,
 ) -> Option<Box<Opened>> {
     let telegram = shared.telegram();
+    let pool = match telegram.upstream_pool.as_deref() {
+        Some(name) => match shared.pools.get(name) {
+            Some(entry) => Some(entry),
+            None => {
+                // Validation makes this unreachable; never fall back to a direct connection.
+                tracing::warn!(
+                    listener = config.name,
+                    pool = name,
+                    "telegram.upstream_pool is gone"
+                );
+                count_error(shared, config, "dc_unreachable");
+                return None;
+            }
+        },
+        None => None,
+    };
     let request = DcRequest {
         dc: est.dc,
         tag: est.tag,
         fast_mode_key: config.fast_mode.then_some(&est.encrypt_key),
         prefer_ipv6: telegram.prefer_ipv6,
         timeout: telegram.connect_timeout,
+        via: pool.as_ref().map(|entry| &entry.pool),
     };
     let table = shared.dc_table();
     let connecting = Box::pin(direct::connect(&table, &request, &shared.metrics));
@@ -231,6 +252,7 @@ async fn open_dc(
     up.inc_by(pending.len() as u64);
     Some(Box::new(Opened {
         dc: dc.stream,
+        in_flight: dc.in_flight,
         to_dc: ClientToDc {
             records: est.records,
             decrypt: est.decrypt,
