@@ -55,15 +55,43 @@ pub trait Filter: Send {
     }
 }
 
-/// Reads raw bytes into a buffer, mapping the three outcomes of `try_read`.
+/// Reads raw bytes into a buffer, mapping the three outcomes of a non-blocking read.
+///
+/// A read that returns less than `buf` holds has emptied the socket's receive queue, so the
+/// socket's read readiness is cleared then and there: the next read waits for the next
+/// readiness event instead of asking the kernel and getting `EAGAIN`. This saves one system
+/// call per read burst (two per short connection). Tokio clears readiness only if no event
+/// arrived since it was observed, so bytes that land meanwhile are not missed.
 pub fn try_read(src: &TcpStream, buf: &mut [u8]) -> Result<ReadOutcome, RelayError> {
-    match src.try_read(buf) {
-        Ok(0) => Ok(ReadOutcome::Eof),
-        Ok(n) => Ok(ReadOutcome::Data(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::WouldBlock),
-        Err(e) => Err(e.into()),
-    }
+    use std::io::Read;
+
+    let capacity = buf.len();
+    let mut got = None;
+    let result = src.try_io(tokio::io::Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(src)).read(buf)?;
+        got = Some(n);
+        if n > 0 && n < capacity {
+            // Drained: report "would block" so Tokio clears the readiness; `got` has the bytes.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    let n = match (result, got) {
+        (Ok(n), _) | (Err(_), Some(n)) => n,
+        (Err(e), None)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok(ReadOutcome::WouldBlock);
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
+    Ok(match n {
+        0 => ReadOutcome::Eof,
+        n => ReadOutcome::Data(n),
+    })
 }
 
 /// Forwards bytes unchanged, up to an optional byte budget (then behaves as end of stream).
