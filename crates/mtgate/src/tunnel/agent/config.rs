@@ -81,6 +81,9 @@ pub struct RawAgentConfig {
     /// A stream with no bytes either way for this long is closed.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: Dur,
+    /// A UDP stream with no datagram either way for this long is closed.
+    #[serde(default = "defaults::udp_idle_timeout")]
+    pub udp_idle_timeout: Dur,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     #[serde(default = "defaults::log_level")]
     pub log_level: String,
@@ -132,6 +135,9 @@ mod defaults {
     }
     pub(super) fn idle_timeout() -> Dur {
         Dur(Duration::from_secs(600))
+    }
+    pub(super) fn udp_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
     }
     pub(super) fn log_level() -> String {
         "info".to_owned()
@@ -215,6 +221,8 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// Idle timeout of a stream.
     pub idle_timeout: Duration,
+    /// Idle timeout of a UDP stream.
+    pub udp_idle_timeout: Duration,
     /// Log filter.
     pub log_level: String,
 }
@@ -321,6 +329,7 @@ impl AgentConfig {
             ("ping_interval", raw.ping_interval),
             ("pong_timeout", raw.pong_timeout),
             ("idle_timeout", raw.idle_timeout),
+            ("udp_idle_timeout", raw.udp_idle_timeout),
         ] {
             if value.0.is_zero() {
                 return Err(ConfigError::new(key, "must be longer than 0s"));
@@ -351,6 +360,7 @@ impl AgentConfig {
             pong_timeout: raw.pong_timeout.0,
             drain_timeout: raw.drain_timeout.0,
             idle_timeout: raw.idle_timeout.0,
+            udp_idle_timeout: raw.udp_idle_timeout.0,
             log_level: raw.log_level,
         })
     }
