@@ -12,6 +12,8 @@
 //! [`MuxStream::recv_datagram`]): one DATA frame each, dropped rather than waited for when the
 //! window or the send buffer is full.
 
+#[cfg(test)]
+mod datagram_tests;
 mod json;
 mod reader;
 mod state;
