@@ -180,7 +180,7 @@ pub enum Credentials {
 /// A remote port the agent asks the gateway for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPort {
-    /// TCP (UDP is not served by this agent yet).
+    /// TCP (UDP ports cannot be forwarded).
     pub network: Network,
     /// The port on the gateway.
     pub remote_port: u16,
@@ -441,7 +441,7 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
             other => {
                 return Err(ConfigError::new(
                     at("protocol"),
-                    format!("{other:?}: only \"tcp\" is supported"),
+                    format!("{other:?}: only \"tcp\" ports can be forwarded (UDP through the agent works for proxy clients, not for open_ports)"),
                 ));
             }
         };
