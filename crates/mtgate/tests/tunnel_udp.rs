@@ -2,7 +2,8 @@
 //! (written here from RFC 1928) → the gateway's SOCKS5 listener → the real `mtgate agent` →
 //! UDP echo servers on 127.0.0.1 and ::1. Also: the SOCKS UDP header rules on that path,
 //! datagrams too big for a tunnel frame, the association's streams closing with it, and an
-//! agent whose policy forbids loopback letting nothing through.
+//! agent whose policy forbids loopback letting nothing through, and a JSON agent written in
+//! Python from AnyProxy's document serving `connect` with `protocol: "udp"`.
 
 #![allow(missing_docs)]
 
@@ -40,6 +41,11 @@ password = "agent-password"
 group = "team"
 
 [[gateway.credential]]
+username = "json-agent"
+password = "json-password"
+group = "json"
+
+[[gateway.credential]]
 username = "strict-agent"
 password = "strict-password"
 group = "strict"
@@ -49,7 +55,7 @@ name = "socks"
 listen = ["127.0.0.1:0"]
 gateway = "gateway"
 udp_idle_timeout = "30s"
-users = { team = "team-password", strict = "strict-password" }
+users = { team = "team-password", strict = "strict-password", json = "json-password" }
 rules = [{ action = "allow", cidrs = ["127.0.0.0/8", "::1/128"] }]
 "#,
     )
@@ -339,5 +345,82 @@ async fn an_agent_that_forbids_loopback_lets_no_datagram_through() {
         "the agent's refusal is counted: {stats:?}"
     );
     assert_eq!(tunnel_streams(&server), 0);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Kills the child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn udp_through_a_python_agent_speaking_anyproxy_json() {
+    use std::io::BufRead;
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("python3 is not installed: skipping the JSON UDP test");
+        return;
+    }
+    let (echo, _) = udp_echo("127.0.0.1:0").await;
+    let server = gateway_server().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/anyproxy/json_agent.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(addr(&server, "gateway", false).to_string())
+        .args(["json-agent", "json-password", "py-agent-1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        line
+    });
+    let line = timeout(WAIT, ready).await.unwrap().unwrap();
+    assert_eq!(line.trim(), "READY");
+    wait_for_connections(&server, "json").await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (control, relay) = associate(
+        addr(&server, "socks", false),
+        "json",
+        "json-password",
+        client.local_addr().unwrap(),
+    )
+    .await;
+    // connect {protocol: "udp"} → connect_response → one data message per datagram.
+    for text in [&b"first"[..], b"second", &[9u8; 3000]] {
+        client
+            .send_to(&datagram(0, echo, text), relay)
+            .await
+            .unwrap();
+        let answer = receive(&client, WAIT)
+            .await
+            .expect("an answer through the JSON agent");
+        assert_eq!(answer, datagram(0, echo, text));
+    }
+    assert_eq!(tunnel_streams(&server), 1);
+    drop(control);
+    for _ in 0..300 {
+        if tunnel_streams(&server) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        tunnel_streams(&server),
+        0,
+        "the stream outlived the association"
+    );
     server.shutdown(Duration::from_secs(1)).await;
 }
