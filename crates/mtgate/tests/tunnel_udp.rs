@@ -146,7 +146,7 @@ async fn associate(
         let mut head = [0u8; 4];
         s.read_exact(&mut head).await.unwrap();
         assert_eq!(head[..2], [5, 0], "UDP ASSOCIATE accepted");
-        let relay = match head[3] {
+        match head[3] {
             1 => {
                 let mut b = [0u8; 6];
                 s.read_exact(&mut b).await.unwrap();
@@ -159,8 +159,7 @@ async fn associate(
                 SocketAddr::from((ip, u16::from_be_bytes([b[16], b[17]])))
             }
             other => panic!("address type {other}"),
-        };
-        relay
+        }
     };
     let relay = timeout(WAIT, go).await.expect("SOCKS5 negotiation in time");
     (s, relay)
