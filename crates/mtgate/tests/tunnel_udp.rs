@@ -119,6 +119,21 @@ fn tunnel_streams(server: &Server) -> usize {
     registry.stats().groups.iter().map(|g| g.streams).sum()
 }
 
+/// `mtgate_proxy_udp_datagrams_total` of the SOCKS5 listener for `reason`.
+fn datagrams(server: &Server, reason: &'static str) -> u64 {
+    let labels = mtgate::telemetry::proxy_metrics::ProxyReasonLabels {
+        listener: "socks".into(),
+        reason,
+    };
+    server
+        .shared()
+        .metrics
+        .proxy
+        .udp_datagrams
+        .get_or_create(&labels)
+        .get()
+}
+
 /// Greets with a password and asks for UDP ASSOCIATE from `me`; returns the control
 /// connection and the relay address.
 async fn associate(
@@ -282,10 +297,13 @@ async fn socks5_udp_through_an_agent_to_ipv4_and_ipv6_echoes() {
         stats.datagrams_out >= 5 && stats.datagrams_in >= 5,
         "{stats:?}"
     );
-    assert!(
-        stats.datagrams_dropped >= 1,
-        "the oversize datagram is counted: {stats:?}"
+    assert_eq!(
+        datagrams(&server, "too_big"),
+        1,
+        "the oversize datagram is counted"
     );
+    assert_eq!(datagrams(&server, "fragment_dropped"), 1);
+    assert_eq!(datagrams(&server, "foreign_source"), 1);
 
     // Closing the control connection ends the association and its tunnel streams.
     drop(control);
@@ -420,6 +438,49 @@ async fn udp_through_a_python_agent_speaking_anyproxy_json() {
         tunnel_streams(&server),
         0,
         "the stream outlived the association"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_association_keeps_at_most_64_destinations() {
+    let server = gateway_server().await;
+    let _agent = RunningAgent::start(
+        addr(&server, "gateway", false),
+        "agent",
+        "agent-password",
+        "allow_private = true",
+    );
+    wait_for_connections(&server, "team").await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (_control, relay) = associate(
+        addr(&server, "socks", false),
+        "team",
+        "team-password",
+        client.local_addr().unwrap(),
+    )
+    .await;
+    // 70 destinations (closed ports: the agent's sockets connect all the same).
+    let base = 40_000u16;
+    for port in base..base + 70 {
+        let target = SocketAddr::from(([127, 0, 0, 1], port));
+        client
+            .send_to(&datagram(0, target, b"x"), relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut streams = 0;
+    for _ in 0..500 {
+        streams = tunnel_streams(&server);
+        if streams == 64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        streams, 64,
+        "the least recently used destinations make room"
     );
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mtgate_proto::address::Address;
-use mtgate_proto::tunnel::{Network, OpenTarget};
+use mtgate_proto::tunnel::{MAX_DATA_LEN, Network, OpenTarget};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
@@ -21,13 +21,16 @@ use crate::acl::Command;
 use crate::outbound::Route;
 use crate::outbound::route::{AgentRoute, check_unresolved};
 use crate::tunnel::gateway::AgentError;
-use crate::tunnel::mux::{MuxStream, OpenError};
+use crate::tunnel::mux::{DatagramDrop, MuxStream, OpenError};
 
 /// Destinations (tunnel streams) one association may have at once.
 pub const MAX_DESTINATIONS: usize = 64;
 
 /// Datagrams that may wait for a stream's OPEN answer.
 const MAX_WAITING: usize = 8;
+
+/// Bytes that may wait for OPEN answers, over all of an association's destinations.
+const MAX_WAITING_BYTES: usize = 256 * 1024;
 
 /// A destination the agent refused is not asked again for this long (its datagrams are
 /// dropped meanwhile).
@@ -49,6 +52,16 @@ struct Destination {
     last_active: Instant,
 }
 
+impl Destination {
+    /// Payload bytes waiting for the OPEN answer.
+    fn waiting_bytes(&self) -> usize {
+        match &self.state {
+            State::Opening(waiting) => waiting.iter().map(Bytes::len).sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// The tunnel streams of one association.
 #[derive(Debug)]
 pub(super) struct Agents {
@@ -57,6 +70,8 @@ pub(super) struct Agents {
     idle_timeout: Duration,
     destinations: HashMap<Address, Destination>,
     opening: JoinSet<(Address, Result<MuxStream, AgentError>)>,
+    /// Payload bytes waiting for OPEN answers.
+    waiting_bytes: usize,
     /// Where the next scan for answers starts (fairness between destinations).
     turn: usize,
     next_sweep: Instant,
@@ -71,6 +86,7 @@ impl Agents {
             idle_timeout,
             destinations: HashMap::new(),
             opening: JoinSet::new(),
+            waiting_bytes: 0,
             turn: 0,
             next_sweep: Instant::now() + SWEEP_EVERY,
         }
@@ -85,6 +101,10 @@ impl Agents {
         payload: &[u8],
     ) -> Option<&'static str> {
         let now = Instant::now();
+        if payload.is_empty() || payload.len() > MAX_DATA_LEN {
+            // Cannot be one tunnel frame: not worth a stream.
+            return Some(DatagramDrop::Size.reason());
+        }
         if !self.destinations.contains_key(target) {
             if check_unresolved(target, Command::Udp, route).is_err() {
                 self.destinations.insert(
@@ -109,7 +129,11 @@ impl Agents {
         let destination = self.destinations.get_mut(target)?;
         let outcome = match &mut destination.state {
             State::Refused(reason) => return Some(reason),
-            State::Opening(waiting) if waiting.len() < MAX_WAITING => {
+            State::Opening(waiting)
+                if waiting.len() < MAX_WAITING
+                    && self.waiting_bytes + payload.len() <= MAX_WAITING_BYTES =>
+            {
+                self.waiting_bytes += payload.len();
                 waiting.push_back(Bytes::copy_from_slice(payload));
                 None
             }
@@ -156,7 +180,7 @@ impl Agents {
                     Received::Skipped(None)
                 }
             },
-            () = sleep_until(next_sweep) => {
+            () = sleep_until(next_sweep), if !destinations.is_empty() => {
                 self.sweep();
                 Received::Skipped(None)
             }
@@ -191,6 +215,8 @@ impl Agents {
             return;
         };
         let waiting = std::mem::take(waiting);
+        let held: usize = waiting.iter().map(Bytes::len).sum();
+        self.waiting_bytes -= held;
         match result {
             Ok(stream) => {
                 for datagram in &waiting {
@@ -222,10 +248,18 @@ impl Agents {
     fn sweep(&mut self) {
         let now = Instant::now();
         let idle = self.idle_timeout;
-        self.destinations.retain(|_, d| match d.state {
-            State::Refused(_) => now < d.last_active + REFUSAL_TTL,
-            _ => now < d.last_active + idle,
+        let mut freed = 0;
+        self.destinations.retain(|_, d| {
+            let keep = match d.state {
+                State::Refused(_) => now < d.last_active + REFUSAL_TTL,
+                _ => now < d.last_active + idle,
+            };
+            if !keep {
+                freed += d.waiting_bytes();
+            }
+            keep
         });
+        self.waiting_bytes -= freed;
         self.next_sweep = now + SWEEP_EVERY;
     }
 
@@ -239,8 +273,8 @@ impl Agents {
             .iter()
             .min_by_key(|(_, d)| d.last_active)
             .map(|(target, _)| target.clone());
-        if let Some(target) = oldest {
-            self.destinations.remove(&target);
+        if let Some(gone) = oldest.and_then(|target| self.destinations.remove(&target)) {
+            self.waiting_bytes -= gone.waiting_bytes();
         }
     }
 }
