@@ -3,7 +3,8 @@
 //! UDP echo servers on 127.0.0.1 and ::1. Also: the SOCKS UDP header rules on that path,
 //! datagrams too big for a tunnel frame, the association's streams closing with it, and an
 //! agent whose policy forbids loopback letting nothing through, and a JSON agent written in
-//! Python from AnyProxy's document serving `connect` with `protocol: "udp"`.
+//! Python from AnyProxy's document serving `connect` with `protocol: "udp"`; and a UDP port
+//! the agent asks the gateway to forward (`open_ports` with `protocol = "udp"`).
 
 #![allow(missing_docs)]
 
@@ -25,7 +26,12 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn gateway_server() -> Server {
-    proxy_common::server(
+    gateway_server_with("").await
+}
+
+/// The gateway with `extra` in its `[[gateway]]` section.
+async fn gateway_server_with(extra: &str) -> Server {
+    let text = format!(
         r#"
 [server]
 log_level = "warn"
@@ -34,6 +40,7 @@ log_level = "warn"
 listen = ["127.0.0.1:0"]
 plain = true
 open_timeout = "3s"
+{extra}
 
 [[gateway.credential]]
 username = "agent"
@@ -55,11 +62,11 @@ name = "socks"
 listen = ["127.0.0.1:0"]
 gateway = "gateway"
 udp_idle_timeout = "30s"
-users = { team = "team-password", strict = "strict-password", json = "json-password" }
-rules = [{ action = "allow", cidrs = ["127.0.0.0/8", "::1/128"] }]
-"#,
-    )
-    .await
+users = {{ team = "team-password", strict = "strict-password", json = "json-password" }}
+rules = [{{ action = "allow", cidrs = ["127.0.0.0/8", "::1/128"] }}]
+"#
+    );
+    proxy_common::server(&text).await
 }
 
 /// The agent running in this process; stopped on drop.
@@ -482,5 +489,55 @@ async fn an_association_keeps_at_most_64_destinations() {
         streams, 64,
         "the least recently used destinations make room"
     );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_forwarded_udp_port_reaches_the_agents_side() {
+    let (echo, _) = udp_echo("127.0.0.1:0").await;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = gateway_server_with(&format!("forward_ports = [{port}]")).await;
+    // The default policy forbids loopback, but the agent's own open_ports targets pass.
+    let open_ports = format!(
+        "[[open_ports]]\nremote_port = {port}\nlocal_host = \"127.0.0.1\"\nlocal_port = {}\nprotocol = \"udp\"",
+        echo.port()
+    );
+    let _agent = RunningAgent::start(
+        addr(&server, "gateway", false),
+        "agent",
+        "agent-password",
+        &open_ports,
+    );
+    wait_for_connections(&server, "team").await;
+    let forwarded = SocketAddr::from(([127, 0, 0, 1], port));
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The LISTEN is answered shortly after the connection: retry until the port answers.
+    let mut answered = false;
+    for _ in 0..50 {
+        a.send_to(b"hello", forwarded).await.unwrap();
+        if let Some(answer) = receive(&a, Duration::from_millis(200)).await {
+            assert_eq!(answer, b"hello");
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the forwarded UDP port never answered");
+    // Each client address is its own flow; answers come from the forwarded port.
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (socket, text) in [(&a, &b"from a"[..]), (&b, b"from b"), (&a, b"a again")] {
+        socket.send_to(text, forwarded).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = timeout(WAIT, socket.recv_from(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(&buf[..n], text);
+        assert_eq!(from, forwarded);
+    }
+    assert_eq!(tunnel_streams(&server), 2, "one stream per client address");
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -99,7 +99,7 @@ pub struct RawOpenPort {
     pub local_host: String,
     /// The local port.
     pub local_port: u16,
-    /// `tcp`.
+    /// `tcp` or `udp`.
     #[serde(default = "defaults::tcp")]
     pub protocol: String,
 }
@@ -180,7 +180,7 @@ pub enum Credentials {
 /// A remote port the agent asks the gateway for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPort {
-    /// TCP (UDP ports cannot be forwarded).
+    /// TCP or UDP.
     pub network: Network,
     /// The port on the gateway.
     pub remote_port: u16,
@@ -438,6 +438,7 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
         let at = |key: &str| format!("open_ports[{i}].{key}");
         let network = match p.protocol.as_str() {
             "tcp" => Network::Tcp,
+            "udp" => Network::Udp,
             other => {
                 return Err(ConfigError::new(
                     at("protocol"),
@@ -455,7 +456,10 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
         }
         let local = Address::from_host(&p.local_host, p.local_port)
             .map_err(|e| ConfigError::new(at("local_host"), format!("{:?}: {e}", p.local_host)))?;
-        if out.iter().any(|o| o.remote_port == p.remote_port) {
+        if out
+            .iter()
+            .any(|o| o.remote_port == p.remote_port && o.network == network)
+        {
             return Err(ConfigError::new(
                 at("remote_port"),
                 format!("port {} is requested twice", p.remote_port),

@@ -7,7 +7,6 @@
 //! Answers come back only from addresses the client has sent to, with the SOCKS header naming
 //! their source.
 
-mod agents;
 mod direct;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,18 +20,21 @@ use tokio::time::{Instant, sleep_until};
 
 use super::connect::canonical;
 use super::reply::{fail, send};
+use crate::acl::Command;
 use crate::auth::UserEntry;
 use crate::inbound::proxy::Ctx;
 use crate::inbound::proxy::context::user_name;
 use crate::outbound::Route;
+use crate::outbound::route::check_unresolved;
 use crate::telemetry::proxy_metrics::{ProxyListenerLabels, ProxyReasonLabels, TrafficLabels};
-use agents::Agents;
+use crate::tunnel::gateway::flows::{FlowEvent, FlowRoute, Flows};
 use direct::{Direct, send_now};
-
-pub use agents::MAX_DESTINATIONS;
 
 /// The metric name of the command.
 const COMMAND: &str = "udp";
+
+/// Destinations (tunnel streams) one association through agents may have at once.
+pub const MAX_DESTINATIONS: usize = 64;
 
 /// Largest datagram handled (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
@@ -56,8 +58,8 @@ enum Received {
 enum Egress {
     /// Out of this host's own sockets.
     Direct(Direct),
-    /// Through a tunnel gateway's agents.
-    Agents(Agents),
+    /// Through a tunnel gateway's agents: a flow per destination.
+    Agents(Flows<Address>),
 }
 
 /// The association's counters: datagrams by outcome, bytes by direction.
@@ -106,11 +108,14 @@ pub async fn run(stream: TcpStream, requested: Address, user: Option<&UserEntry>
         refuse!(Reply::CommandNotSupported, "udp_through_upstream");
     }
     let egress = match &route.agents {
-        Some(agents) => Egress::Agents(Agents::new(
-            agents.clone(),
-            route.timeout,
-            ctx.config().udp_idle_timeout,
-        )),
+        Some(agents) => Egress::Agents(Flows::new(FlowRoute {
+            registry: agents.registry.clone(),
+            group: agents.group.clone(),
+            client_id: None,
+            open_timeout: route.timeout,
+            idle_timeout: ctx.config().udp_idle_timeout,
+            max_flows: MAX_DESTINATIONS,
+        })),
         // A gateway listener whose user has no group reaches nothing (as for CONNECT).
         None if ctx.config().gateway.is_some() => {
             refuse!(Reply::GeneralFailure, "no_agent_group")
@@ -220,7 +225,18 @@ impl Association<'_> {
             let answers = async {
                 match egress {
                     Egress::Direct(direct) => direct.recv(&mut buf[ROOM..]).await,
-                    Egress::Agents(agents) => agents.recv(&mut buf[ROOM..], tally).await,
+                    Egress::Agents(flows) => {
+                        let count = |reason, n| {
+                            if reason == "relayed_out" {
+                                tally.bytes("upload", n);
+                            }
+                            tally.datagram(reason);
+                        };
+                        match flows.recv(&mut buf[ROOM..], &count).await {
+                            FlowEvent::Datagram(from, n) => Received::Datagram(from, n),
+                            FlowEvent::Nothing => Received::Skipped(None),
+                        }
+                    }
                 }
             };
             tokio::select! {
@@ -280,7 +296,16 @@ impl Association<'_> {
             Egress::Direct(direct) => {
                 Some(direct.send(&self.route, &header.address, payload).await)
             }
-            Egress::Agents(agents) => agents.send(&self.route, &header.address, payload),
+            Egress::Agents(flows) => {
+                let target = &header.address;
+                // The listener's rules, on the destination as named (the agent resolves).
+                if !flows.contains(target)
+                    && check_unresolved(target, Command::Udp, &self.route).is_err()
+                {
+                    flows.refuse(target.clone(), "denied");
+                }
+                flows.send(target, target, payload)
+            }
         };
         if outcome == Some("relayed_out") {
             self.tally.bytes("upload", n - len);

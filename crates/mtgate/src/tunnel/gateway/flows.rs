@@ -1,12 +1,14 @@
-//! Egress of a UDP association through a gateway's agents: one tunnel UDP stream per
-//! destination (as the client named it; the agent resolves and applies its policy), at most
-//! [`MAX_DESTINATIONS`] per association. A stream opens on the first datagram to its
-//! destination; a few datagrams wait for the answer, the rest are dropped. Streams idle for
-//! the association's idle timeout are closed, the least recently used one makes room for a
-//! new destination, and all close with the association.
+//! UDP flows through agents: one tunnel UDP stream per flow key (a SOCKS5 association's
+//! destination, or a forwarded port's client address), at most a fixed number per table. A
+//! stream opens on the flow's first datagram; a few datagrams wait for the agent's answer, the
+//! rest are dropped. Streams idle for the idle timeout are closed, the least recently used one
+//! makes room for a new flow, and all close with the table. A flow the agent refused is not
+//! asked again for a while; its datagrams are dropped meanwhile.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
+use std::hash::Hash;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,28 +18,50 @@ use mtgate_proto::tunnel::{MAX_DATA_LEN, Network, OpenTarget};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Received, Tally};
-use crate::acl::Command;
-use crate::outbound::Route;
-use crate::outbound::route::{AgentRoute, check_unresolved};
-use crate::tunnel::gateway::AgentError;
+use super::{AgentError, Registry};
 use crate::tunnel::mux::{DatagramDrop, MuxStream, OpenError};
-
-/// Destinations (tunnel streams) one association may have at once.
-pub const MAX_DESTINATIONS: usize = 64;
 
 /// Datagrams that may wait for a stream's OPEN answer.
 const MAX_WAITING: usize = 8;
 
-/// Bytes that may wait for OPEN answers, over all of an association's destinations.
+/// Bytes that may wait for OPEN answers, over all of a table's flows.
 const MAX_WAITING_BYTES: usize = 256 * 1024;
 
-/// A destination the agent refused is not asked again for this long (its datagrams are
-/// dropped meanwhile).
+/// A flow the agent refused is not asked again for this long.
 const REFUSAL_TTL: Duration = Duration::from_secs(10);
 
 /// How often idle streams are looked for, at most.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Which agents carry a table's streams.
+#[derive(Debug, Clone)]
+pub struct FlowRoute {
+    /// The gateway's agents.
+    pub registry: Arc<Registry>,
+    /// The group.
+    pub group: String,
+    /// Only this agent (client id) of the group, when set (forwarded ports).
+    pub client_id: Option<String>,
+    /// How long an OPEN may take.
+    pub open_timeout: Duration,
+    /// A flow without datagrams either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Flows at once; a new one closes the least recently used.
+    pub max_flows: usize,
+}
+
+/// What [`Flows::recv`] produced.
+#[derive(Debug)]
+pub enum FlowEvent<K> {
+    /// A datagram of the flow `K`, its `usize` bytes in the buffer.
+    Datagram(K, usize),
+    /// Nothing to deliver (an open finished, a stream ended, idle streams were closed).
+    Nothing,
+}
+
+/// Counts what becomes of datagrams that were waiting for their stream: a metric reason and
+/// the payload length.
+pub type Count<'a> = &'a (dyn Fn(&'static str, usize) + Sync);
 
 #[derive(Debug)]
 enum State {
@@ -62,14 +86,12 @@ impl Destination {
     }
 }
 
-/// The tunnel streams of one association.
+/// The UDP flows of one association or forwarded port, keyed by `K`.
 #[derive(Debug)]
-pub(super) struct Agents {
-    route: AgentRoute,
-    open_timeout: Duration,
-    idle_timeout: Duration,
-    destinations: HashMap<Address, Destination>,
-    opening: JoinSet<(Address, Result<MuxStream, AgentError>)>,
+pub struct Flows<K> {
+    route: FlowRoute,
+    destinations: HashMap<K, Destination>,
+    opening: JoinSet<(K, Result<MuxStream, AgentError>)>,
     /// Payload bytes waiting for OPEN answers.
     waiting_bytes: usize,
     /// Where the next scan for answers starts (fairness between destinations).
@@ -77,13 +99,11 @@ pub(super) struct Agents {
     next_sweep: Instant,
 }
 
-impl Agents {
-    /// No streams yet; they open through `route`'s group within `open_timeout`.
-    pub(super) fn new(route: AgentRoute, open_timeout: Duration, idle_timeout: Duration) -> Self {
+impl<K: Hash + Eq + Clone + Send + std::fmt::Debug + 'static> Flows<K> {
+    /// No flows yet; their streams open through `route`.
+    pub fn new(route: FlowRoute) -> Self {
         Self {
             route,
-            open_timeout,
-            idle_timeout,
             destinations: HashMap::new(),
             opening: JoinSet::new(),
             waiting_bytes: 0,
@@ -92,41 +112,44 @@ impl Agents {
         }
     }
 
-    /// Sends `payload` to `target` through its stream, opening it on first use; the
+    /// True if `key` has a flow (open, opening or refused).
+    pub fn contains(&self, key: &K) -> bool {
+        self.destinations.contains_key(key)
+    }
+
+    /// Remembers `key` as refused here (by the caller's rules) for a while: its datagrams are
+    /// dropped with `reason` without asking an agent.
+    pub fn refuse(&mut self, key: K, reason: &'static str) {
+        self.make_room();
+        self.destinations.insert(
+            key,
+            Destination {
+                state: State::Refused(reason),
+                last_active: Instant::now(),
+            },
+        );
+    }
+
+    /// Sends `payload` on `key`'s flow, opening a stream to `target` on first use; the
     /// outcome's metric reason (`None` while it waits for the stream).
-    pub(super) fn send(
-        &mut self,
-        route: &Route<'_>,
-        target: &Address,
-        payload: &[u8],
-    ) -> Option<&'static str> {
+    pub fn send(&mut self, key: &K, target: &Address, payload: &[u8]) -> Option<&'static str> {
         let now = Instant::now();
         if payload.is_empty() || payload.len() > MAX_DATA_LEN {
             // Cannot be one tunnel frame: not worth a stream.
             return Some(DatagramDrop::Size.reason());
         }
-        if !self.destinations.contains_key(target) {
-            if check_unresolved(target, Command::Udp, route).is_err() {
-                self.destinations.insert(
-                    target.clone(),
-                    Destination {
-                        state: State::Refused("denied"),
-                        last_active: now,
-                    },
-                );
-                return Some("denied");
-            }
+        if !self.destinations.contains_key(key) {
             self.make_room();
-            self.open(target.clone());
+            self.open(key.clone(), target.clone());
             self.destinations.insert(
-                target.clone(),
+                key.clone(),
                 Destination {
                     state: State::Opening(VecDeque::new()),
                     last_active: now,
                 },
             );
         }
-        let destination = self.destinations.get_mut(target)?;
+        let destination = self.destinations.get_mut(key)?;
         let outcome = match &mut destination.state {
             State::Refused(reason) => return Some(reason),
             State::Opening(waiting)
@@ -143,7 +166,7 @@ impl Agents {
                 Ok(Err(dropped)) => Some(dropped.reason()),
                 Err(_) => {
                     // The stream ended (agent gone, reset): the next datagram opens another.
-                    self.destinations.remove(target);
+                    self.destinations.remove(key);
                     return Some("send_failed");
                 }
             },
@@ -152,9 +175,9 @@ impl Agents {
         outcome
     }
 
-    /// The next answer from any destination, written to `buf`; meanwhile finishes opens
-    /// and closes idle streams. Cancel-safe.
-    pub(super) async fn recv(&mut self, buf: &mut [u8], tally: &Tally) -> Received {
+    /// The next datagram from any flow, written to `buf`; meanwhile finishes opens (sending
+    /// or dropping what waited, reported to `count`) and closes idle streams. Cancel-safe.
+    pub async fn recv(&mut self, buf: &mut [u8], count: Count<'_>) -> FlowEvent<K> {
         let next_sweep = self.next_sweep;
         let Self {
             opening,
@@ -164,50 +187,67 @@ impl Agents {
         } = &mut *self;
         tokio::select! {
             Some(joined) = opening.join_next(), if !opening.is_empty() => {
-                if let Ok((target, result)) = joined {
-                    self.opened(target, result, tally);
+                if let Ok((key, result)) = joined {
+                    self.opened(key, result, count);
                 }
-                Received::Skipped(None)
+                FlowEvent::Nothing
             }
-            (target, datagram) = poll_fn(|cx| poll_answer(destinations, turn, cx)) => match datagram {
+            (key, datagram) = poll_fn(|cx| poll_answer(destinations, turn, cx)) => match datagram {
                 Some(datagram) => {
                     let n = datagram.len().min(buf.len());
                     buf[..n].copy_from_slice(&datagram[..n]);
-                    Received::Datagram(target, n)
+                    FlowEvent::Datagram(key, n)
                 }
                 None => {
-                    self.destinations.remove(&target);
-                    Received::Skipped(None)
+                    self.destinations.remove(&key);
+                    FlowEvent::Nothing
                 }
             },
             () = sleep_until(next_sweep), if !destinations.is_empty() => {
                 self.sweep();
-                Received::Skipped(None)
+                FlowEvent::Nothing
             }
         }
     }
 
-    fn open(&mut self, target: Address) {
-        let (registry, group) = (self.route.registry.clone(), self.route.group.clone());
-        let timeout = self.open_timeout;
+    /// Flows now (open, opening or refused).
+    pub fn len(&self) -> usize {
+        self.destinations.len()
+    }
+
+    /// True without flows.
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty()
+    }
+
+    fn open(&mut self, key: K, target: Address) {
+        let route = self.route.clone();
         self.opening.spawn(async move {
-            let open = registry.open(
-                &group,
-                OpenTarget {
-                    network: Network::Udp,
-                    address: target.clone(),
-                },
-            );
-            let result = match tokio::time::timeout(timeout, open).await {
+            let target = OpenTarget {
+                network: Network::Udp,
+                address: target,
+            };
+            let open = async {
+                match &route.client_id {
+                    Some(agent) => {
+                        route
+                            .registry
+                            .open_on_agent(&route.group, agent, target)
+                            .await
+                    }
+                    None => route.registry.open(&route.group, target).await,
+                }
+            };
+            let result = match tokio::time::timeout(route.open_timeout, open).await {
                 Ok(result) => result,
                 Err(_) => Err(AgentError::Open(OpenError::Timeout)),
             };
-            (target, result)
+            (key, result)
         });
     }
 
-    fn opened(&mut self, target: Address, result: Result<MuxStream, AgentError>, tally: &Tally) {
-        let Some(destination) = self.destinations.get_mut(&target) else {
+    fn opened(&mut self, key: K, result: Result<MuxStream, AgentError>, count: Count<'_>) {
+        let Some(destination) = self.destinations.get_mut(&key) else {
             // Evicted while opening: dropping the stream resets it.
             return;
         };
@@ -221,22 +261,19 @@ impl Agents {
             Ok(stream) => {
                 for datagram in &waiting {
                     let reason = match stream.send_datagram(datagram) {
-                        Ok(Ok(())) => {
-                            tally.bytes("upload", datagram.len());
-                            "relayed_out"
-                        }
+                        Ok(Ok(())) => "relayed_out",
                         Ok(Err(dropped)) => dropped.reason(),
                         Err(_) => "send_failed",
                     };
-                    tally.datagram(reason);
+                    count(reason, datagram.len());
                 }
                 destination.state = State::Open(stream);
             }
             Err(e) => {
-                tracing::debug!(target = ?target, error = %e, "no UDP stream through the agents");
+                tracing::debug!(flow = ?key, error = %e, "no UDP stream through the agents");
                 let reason = e.reason();
-                for _ in &waiting {
-                    tally.datagram(reason);
+                for datagram in &waiting {
+                    count(reason, datagram.len());
                 }
                 destination.state = State::Refused(reason);
                 destination.last_active = Instant::now();
@@ -247,7 +284,7 @@ impl Agents {
     /// Closes streams idle for the idle timeout and forgets old refusals.
     fn sweep(&mut self) {
         let now = Instant::now();
-        let idle = self.idle_timeout;
+        let idle = self.route.idle_timeout;
         let mut freed = 0;
         self.destinations.retain(|_, d| {
             let keep = match d.state {
@@ -265,7 +302,7 @@ impl Agents {
 
     /// Evicts the least recently used destination when the table is full.
     fn make_room(&mut self) {
-        if self.destinations.len() < MAX_DESTINATIONS {
+        if self.destinations.len() < self.route.max_flows.max(1) {
             return;
         }
         let oldest = self
@@ -280,11 +317,11 @@ impl Agents {
 }
 
 /// Polls the open streams in turn for a datagram; `None` for a stream that ended.
-fn poll_answer(
-    destinations: &mut HashMap<Address, Destination>,
+fn poll_answer<K: Clone>(
+    destinations: &mut HashMap<K, Destination>,
     turn: &mut usize,
     cx: &mut Context<'_>,
-) -> Poll<(Address, Option<Bytes>)> {
+) -> Poll<(K, Option<Bytes>)> {
     let count = destinations.len();
     if count == 0 {
         return Poll::Pending;
@@ -301,10 +338,10 @@ fn poll_answer(
     }
 }
 
-fn scan<'a>(
-    destinations: impl Iterator<Item = (&'a Address, &'a mut Destination)>,
+fn scan<'a, K: Clone + 'a>(
+    destinations: impl Iterator<Item = (&'a K, &'a mut Destination)>,
     cx: &mut Context<'_>,
-) -> Option<(Address, Option<Bytes>)> {
+) -> Option<(K, Option<Bytes>)> {
     for (target, destination) in destinations {
         let State::Open(stream) = &destination.state else {
             continue;
