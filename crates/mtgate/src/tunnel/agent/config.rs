@@ -442,9 +442,7 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
             other => {
                 return Err(ConfigError::new(
                     at("protocol"),
-                    format!(
-                        "{other:?}: only \"tcp\" ports can be forwarded (UDP through the agent works for proxy clients, not for open_ports)"
-                    ),
+                    format!("{other:?}: expected \"tcp\" or \"udp\""),
                 ));
             }
         };
