@@ -3,9 +3,14 @@
 //! The association lives as long as its TCP control connection (and ends after the UDP idle
 //! timeout). The client sends datagrams to a socket bound on the address it reached the proxy
 //! at; only datagrams from the client's address are relayed, fragments (FRAG ≠ 0) are dropped,
-//! and every destination is checked against the rules (command `udp`) after resolution.
-//! Answers come back only from addresses the client has sent to, with the SOCKS header naming
-//! their source.
+//! and every destination is checked against the rules (command `udp`).
+//!
+//! Where the datagrams go is the egress: [`direct`] sockets (destinations resolved here and
+//! checked after resolution; answers only from addresses the client has sent to, the SOCKS
+//! header naming their source), or, on a listener routed through a gateway, one tunnel UDP
+//! stream per destination through the agents ([`crate::tunnel::gateway::flows`]; the rules
+//! apply to the destination as named, the agent resolves it and applies its policy; answers
+//! name the destination as the client did).
 
 mod direct;
 
