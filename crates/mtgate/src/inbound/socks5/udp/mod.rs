@@ -5,7 +5,7 @@
 //! at; only datagrams from the client's address are relayed, fragments (FRAG ≠ 0) are dropped,
 //! and every destination is checked against the rules (command `udp`).
 //!
-//! Where the datagrams go is the egress: [`direct`] sockets (destinations resolved here and
+//! Where the datagrams go is the egress: `direct` sockets (destinations resolved here and
 //! checked after resolution; answers only from addresses the client has sent to, the SOCKS
 //! header naming their source), or, on a listener routed through a gateway, one tunnel UDP
 //! stream per destination through the agents ([`crate::tunnel::gateway::flows`]; the rules
