@@ -565,3 +565,93 @@ async fn anyproxy_json_login_then_streams_and_refusals() {
     let forbidden = open(&conn, Address::Socket(elsewhere)).await;
     assert_eq!(refused_code(forbidden), ErrorCode::ForbiddenHost);
 }
+
+/// A UDP echo server on `bind`.
+async fn udp_echo_on(bind: &str) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind(bind).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok((n, from))) = timeout(WAIT, socket.recv_from(&mut buf)).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+async fn open_udp(
+    conn: &GatewayConn,
+    address: Address,
+) -> Result<mtgate::tunnel::mux::MuxStream, OpenError> {
+    let target = OpenTarget {
+        network: Network::Udp,
+        address,
+    };
+    timeout(WAIT, conn.mux.open(target))
+        .await
+        .expect("an answer to OPEN in time")
+}
+
+#[tokio::test]
+async fn udp_streams_carry_datagrams_in_both_protocols() {
+    let echo4 = udp_echo_on("127.0.0.1:0").await;
+    let echo6 = udp_echo_on("[::1]:0").await;
+    let allowed = "allowed_hosts = [\"127.0.0.1\", \"::1\"]";
+    for codec in [Codec::Binary, Codec::AnyProxyJson] {
+        let mut gateway = Gateway::start_with(true, None, codec).await;
+        let extra = match codec {
+            Codec::Binary => allowed.to_owned(),
+            Codec::AnyProxyJson => format!("protocol = \"anyproxy-json\"\n{allowed}"),
+        };
+        let _agent = RunningAgent::start(&config_for(gateway.addr, &extra));
+        let conn = gateway.next().await;
+        for echo in [echo4, echo6] {
+            let stream = open_udp(&conn, Address::Socket(echo)).await.unwrap();
+            for size in [1usize, 500, 20_000] {
+                let datagram: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                stream.send_datagram(&datagram).unwrap().unwrap();
+                let back = timeout(WAIT, stream.recv_datagram())
+                    .await
+                    .expect("the echo in time")
+                    .unwrap()
+                    .expect("a datagram");
+                assert_eq!(back.len(), size, "{codec:?} {echo}");
+                assert!(back[..] == datagram[..], "{codec:?} {echo}");
+            }
+        }
+        // The same policy as TCP: not in allowed_hosts, refused before any datagram.
+        let elsewhere = SocketAddr::from(([127, 0, 0, 2], echo4.port()));
+        let forbidden = open_udp(&conn, Address::Socket(elsewhere)).await;
+        assert_eq!(
+            refused_code(forbidden),
+            ErrorCode::ForbiddenHost,
+            "{codec:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn udp_streams_close_on_fin_and_idle_out() {
+    let echo = udp_echo_on("127.0.0.1:0").await;
+    let mut gateway = Gateway::start(true, None).await;
+    let extra = "allowed_hosts = [\"127.0.0.1\"]\nudp_idle_timeout = \"1s\"";
+    let _agent = RunningAgent::start(&config_for(gateway.addr, extra));
+    let conn = gateway.next().await;
+    // FIN from the gateway: the agent finishes too (no reset).
+    let mut stream = open_udp(&conn, Address::Socket(echo)).await.unwrap();
+    stream.send_datagram(b"one").unwrap().unwrap();
+    assert_eq!(&stream.recv_datagram().await.unwrap().unwrap()[..], b"one");
+    stream.shutdown().await.unwrap();
+    let end = timeout(WAIT, stream.recv_datagram())
+        .await
+        .expect("the agent's FIN");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    // Silence for the idle timeout: the agent closes the stream.
+    let stream = open_udp(&conn, Address::Socket(echo)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let end = timeout(WAIT, stream.recv_datagram())
+        .await
+        .expect("idled out");
+    assert!(end.is_err(), "{end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}

@@ -4,14 +4,17 @@ It accepts agents' WebSockets on ws://127.0.0.1:PORT/ws, expects `auth` as the f
 and answers `auth_response` (or `error` AUTH_FAILED and a close), answers every `ping` with a
 `pong` echoing its timestamp, and offers a tiny TCP port forward: each client accepted on a
 local port becomes a `connect` to that port's target through the newest logged-in agent; the
-bytes travel as base64 `data` messages and the end as `close`.
+bytes travel as base64 `data` messages and the end as `close`. A UDP forward does the same
+for datagrams: each client address becomes a `connect` with `protocol: "udp"`, and each
+datagram one `data` message either way.
 
 Every message is an envelope {"type": ..., "data": {...}} in one WebSocket text message. The
 document names no WebSocket subprotocol, so by default none is selected; with
 --select-subprotocol the gateway selects `anyproxy-json` when the agent offers it.
 
 Usage: anyproxy_gateway.py --port PORT --username G --password P
-           --forward LOCAL_PORT=HOST:PORT [--forward ...] [--ready FILE] [--select-subprotocol]
+           --forward LOCAL_PORT=HOST:PORT [--forward ...] [--udp-forward LOCAL_PORT=HOST:PORT]
+           [--ready FILE] [--select-subprotocol]
 Prints one JSON line per notable event on stdout (auth, pong, connect_response, error, ...).
 Runs until killed.
 """
@@ -47,6 +50,7 @@ class Session:
         self.send_lock = asyncio.Lock()
         self.pending = {}  # connection_id -> Future[(ok, detail)]
         self.clients = {}  # connection_id -> asyncio.StreamWriter
+        self.udp_clients = {}  # connection_id -> (asyncio.DatagramTransport, client address)
 
     async def send(self, kind, **data):
         async with self.send_lock:
@@ -70,6 +74,9 @@ class Session:
                 event("connect_response", connection_id=data["connection_id"],
                       success=data["success"], message=data.get("message", ""))
                 self.answer(data["connection_id"], bool(data["success"]), data.get("message", ""))
+            elif kind == "data" and data["connection_id"] in self.udp_clients:
+                transport, client = self.udp_clients[data["connection_id"]]
+                transport.sendto(base64.b64decode(data["payload"], validate=True), client)
             elif kind == "data":
                 writer = self.clients.get(data["connection_id"])
                 if writer is not None:
@@ -79,6 +86,7 @@ class Session:
             elif kind == "close":
                 event("close", connection_id=data["connection_id"], reason=data.get("reason", ""))
                 self.answer(data["connection_id"], False, "closed")
+                self.udp_clients.pop(data["connection_id"], None)
                 writer = self.clients.pop(data["connection_id"], None)
                 if writer is not None:
                     writer.close()
@@ -186,12 +194,62 @@ class Gateway:
             writer.close()
 
 
+class UdpForward(asyncio.DatagramProtocol):
+    """A local UDP port whose client addresses each get a UDP connection through the agent."""
+
+    def __init__(self, gateway, host, port):
+        self.gateway, self.host, self.port = gateway, host, port
+        self.flows = {}  # client address -> Future[connection_id or None]
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, datagram, client):
+        asyncio.get_running_loop().create_task(self.relay(datagram, client))
+
+    async def relay(self, datagram, client):
+        session = self.gateway.session
+        if session is None:
+            event("no_agent")
+            return
+        flow = self.flows.get(client)
+        if flow is None:
+            flow = asyncio.get_running_loop().create_future()
+            self.flows[client] = flow
+            cid = f"u{next(self.gateway.ids)}"
+            answer = asyncio.get_running_loop().create_future()
+            session.pending[cid] = answer
+            try:
+                await session.send("connect", connection_id=cid, target_host=self.host,
+                                   target_port=self.port, protocol="udp")
+                ok, detail = await asyncio.wait_for(answer, STEP)
+            except (asyncio.TimeoutError, ConnectionClosed):
+                session.pending.pop(cid, None)
+                ok, detail = False, "no answer"
+            if ok:
+                session.udp_clients[cid] = (self.transport, client)
+            else:
+                event("refused", connection_id=cid, detail=detail)
+                del self.flows[client]
+            flow.set_result(cid if ok else None)
+        cid = await flow
+        if cid is not None and cid in session.udp_clients:
+            try:
+                await session.send("data", connection_id=cid,
+                                   payload=base64.b64encode(datagram).decode())
+            except ConnectionClosed:
+                pass
+
+
 async def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--username", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--forward", action="append", default=[], metavar="LOCAL_PORT=HOST:PORT")
+    p.add_argument("--udp-forward", action="append", default=[],
+                   metavar="LOCAL_PORT=HOST:PORT")
     p.add_argument("--ready", help="file written once every port listens")
     p.add_argument("--select-subprotocol", action="store_true")
     args = p.parse_args()
@@ -205,6 +263,12 @@ async def main():
             return gateway.forward(host, port, reader, writer)
 
         servers.append(await asyncio.start_server(handler, "127.0.0.1", int(local)))
+    for spec in args.udp_forward:
+        local, target = spec.split("=", 1)
+        host, port = target.rsplit(":", 1)
+        await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda host=host, port=int(port): UdpForward(gateway, host, port),
+            local_addr=("127.0.0.1", int(local)))
     subprotocols = ["anyproxy-json"] if args.select_subprotocol else None
     async with serve(gateway.agent, "127.0.0.1", args.port, max_size=1 << 20,
                      ping_interval=None, subprotocols=subprotocols):

@@ -106,6 +106,15 @@ async def main():
 asyncio.run(main())' "$echo_port"
 wait_port "$http_origin" origin
 wait_port "$echo_port" echo
+udp_echo_port="$(free_port)"
+start udp-echo "$py" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(600)
+while True:
+    data, peer = s.recvfrom(65536)
+    s.sendto(data, peer)' "$udp_echo_port"
 
 # ---------------------------------------------------------------------------------------------
 log "(a) mtgate gateway + the Python AnyProxy-style agent"
@@ -212,13 +221,14 @@ stop mtgate-gateway
 # ---------------------------------------------------------------------------------------------
 log "(b) the Python AnyProxy-style gateway + mtgate agent (protocol = \"anyproxy-json\")"
 pgw_port="$(free_port)"; fwd_ok="$(free_port)"; fwd_forbidden="$(free_port)"
-forbidden_port="$(free_port)"
+forbidden_port="$(free_port)"; fwd_udp="$(free_port)"
 start_py_gateway() {  # extra anyproxy_gateway.py arguments
     rm -f "$work/py-gateway.ready"
     start py-gateway "$py" "$here/anyproxy_gateway.py" --port "$pgw_port" \
         --username interop --password interop-secret \
         --forward "$fwd_ok=127.0.0.1:$echo_port" \
-        --forward "$fwd_forbidden=127.0.0.1:$forbidden_port" --ready "$work/py-gateway.ready" "$@"
+        --forward "$fwd_forbidden=127.0.0.1:$forbidden_port" \
+        --udp-forward "$fwd_udp=127.0.0.1:$udp_echo_port" --ready "$work/py-gateway.ready" "$@"
     wait_file "$work/py-gateway.ready" py-gateway 15
 }
 cat >"$work/agent.toml" <<TOML
@@ -279,6 +289,22 @@ s.recv(1)' "$fwd_forbidden" || true
     else
         fail "(b) a forbidden target gets an error message, code FORBIDDEN_HOST, with its connection_id" \
             "$(grep -E 'connect_response|error|refused' "$work/py-gateway.log" | tail -n 3)"
+    fi
+    if timeout 60 "$py" - "$fwd_udp" <<'PY' >"$work/udp.log" 2>&1; then
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for size in (1, 1000, 20_000):
+    sent = os.urandom(size)
+    s.sendto(sent, ("127.0.0.1", int(sys.argv[1])))
+    got, _ = s.recvfrom(65536)
+    assert got == sent, f"{size}-byte datagram came back as {len(got)} bytes"
+    print(f"{size}-byte datagram round-tripped")
+PY
+        pass "(b) datagrams through a UDP forward (connect protocol udp) come back whole"
+    else
+        fail "(b) datagrams through a UDP forward (connect protocol udp) come back whole" \
+            "$(tail -n 2 "$work/udp.log")"
     fi
     if wait_line "$work/py-gateway.log" '"event": "ping"' 5 && ! grep -q '"event": "agent_gone"' "$work/py-gateway.log"; then
         pass "(b) mtgate agent sends ping messages and stays connected on the pongs"

@@ -181,9 +181,13 @@ pub async fn allowed_addresses(
     Ok(allowed)
 }
 
-/// Checks `target` as given (names unresolved) against the rules, for routes where the far
-/// side resolves names.
-fn check_unresolved(target: &Address, route: &Route<'_>) -> Result<(), OutboundError> {
+/// Checks `target` as given (names unresolved) against the rules for `command`, for routes
+/// where the far side resolves names.
+pub fn check_unresolved(
+    target: &Address,
+    command: Command,
+    route: &Route<'_>,
+) -> Result<(), OutboundError> {
     let ip = match target {
         Address::Socket(addr) => Some(addr.ip()),
         // An IP literal sent as a name (SOCKS5 ATYP 3, an HTTP Host) is still that address.
@@ -200,7 +204,7 @@ fn check_unresolved(target: &Address, route: &Route<'_>) -> Result<(), OutboundE
             host: &host,
             ip,
             port: target.port(),
-            command: Command::Connect,
+            command,
         },
     );
     if verdict.is_allowed() {
@@ -215,7 +219,7 @@ fn check_unresolved(target: &Address, route: &Route<'_>) -> Result<(), OutboundE
 pub async fn connect(target: &Address, route: &Route<'_>) -> Result<Dialed, OutboundError> {
     if let Some(agents) = &route.agents {
         // The agent resolves names and applies its own policy; ours applies first.
-        check_unresolved(target, route)?;
+        check_unresolved(target, Command::Connect, route)?;
         let opening = agents.registry.open(
             &agents.group,
             mtgate_proto::tunnel::OpenTarget {
@@ -230,7 +234,7 @@ pub async fn connect(target: &Address, route: &Route<'_>) -> Result<Dialed, Outb
     }
     if let Some(pool) = &route.pool {
         // The upstream resolves names; rules still apply to names, ports and IP literals.
-        check_unresolved(target, route)?;
+        check_unresolved(target, Command::Connect, route)?;
         let stream = tokio::time::timeout(route.timeout, pool.connect(target.clone()))
             .await
             .map_err(|_| ConnectError::Timeout {

@@ -6,7 +6,9 @@
 //! - `mtgate_tunnel_streams{gateway,group}`: streams open through them;
 //! - `mtgate_tunnel_stream_opens_total{gateway}`;
 //! - `mtgate_tunnel_stream_open_failures_total{gateway,code}`;
-//! - `mtgate_tunnel_bytes_total{gateway,direction}` (`in`: from agents, `out`: to agents).
+//! - `mtgate_tunnel_bytes_total{gateway,direction}` (`in`: from agents, `out`: to agents);
+//! - `mtgate_tunnel_datagrams_total{gateway,direction}`: datagrams of UDP streams (`in`,
+//!   `out`, and `dropped` for those the gateway dropped: too big for a frame, no window).
 
 use std::sync::Arc;
 
@@ -136,6 +138,25 @@ impl Collector for TunnelCollector {
         )?;
         for (gateway, stats) in &snapshots {
             for (direction, value) in [("in", stats.bytes_in), ("out", stats.bytes_out)] {
+                let labels = DirectionLabels {
+                    gateway: gateway.clone(),
+                    direction,
+                };
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "mtgate_tunnel_datagrams",
+            "Datagrams of UDP streams through agents (in, out, dropped)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (gateway, stats) in &snapshots {
+            for (direction, value) in [
+                ("in", stats.datagrams_in),
+                ("out", stats.datagrams_out),
+                ("dropped", stats.datagrams_dropped),
+            ] {
                 let labels = DirectionLabels {
                     gateway: gateway.clone(),
                     direction,

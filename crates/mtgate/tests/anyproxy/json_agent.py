@@ -14,7 +14,9 @@ Every message is a WebSocket text message holding {"type": ..., "data": {...}}:
 Usage: json_agent.py HOST:PORT USERNAME PASSWORD CLIENT_ID
 Prints "READY" once authenticated and the ping was answered, then serves connects: the host
 "forbidden.test" is refused with an error message of code FORBIDDEN_HOST (the document's
-code for it); other targets are dialled. Exits when the gateway closes, or after 60 s.
+code for it); other targets are dialled. A connect with protocol "udp" gets a UDP socket
+connected to the target: each data message is one datagram to it, each datagram from it one
+data message back. Exits when the gateway closes, or after 60 s.
 """
 
 import base64
@@ -117,6 +119,28 @@ def pump(ws, conn_id, target, conns):
     conns.pop(conn_id, None)
 
 
+def pump_udp(ws, conn_id, target, udp_conns):
+    """Target -> gateway for a UDP connection: one data message per datagram."""
+    while True:
+        try:
+            datagram = target.recv(65536)
+        except ConnectionRefusedError:
+            continue  # ICMP port unreachable for an earlier datagram
+        except OSError:
+            return  # closed by the gateway's close
+        if conn_id not in udp_conns:
+            return
+        ws.send("data", connection_id=conn_id,
+                payload=base64.b64encode(datagram).decode())
+
+
+def open_udp(host, port):
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    target = socket.socket(family, kind, proto)
+    target.connect(addr)
+    return target
+
+
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
     username, password, client_id = sys.argv[2:5]
@@ -128,6 +152,7 @@ def main():
     stamp = int(time.time())
     ws.send("ping", timestamp=stamp)
     conns = {}
+    udp_conns = {}
     ready = False
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -143,12 +168,25 @@ def main():
                 ready = True
         elif kind == "connect":
             conn_id = data["connection_id"]
-            if data.get("protocol", "tcp") != "tcp":
+            protocol = data.get("protocol") or "tcp"
+            if protocol not in ("tcp", "udp"):
                 ws.send("connect_response", connection_id=conn_id, success=False,
-                        message="only tcp")
+                        message="unknown protocol")
             elif data["target_host"] == FORBIDDEN:
                 ws.send("error", code="FORBIDDEN_HOST", message="Host is forbidden",
                         connection_id=conn_id)
+            elif protocol == "udp":
+                try:
+                    target = open_udp(data["target_host"], data["target_port"])
+                except OSError as e:
+                    ws.send("connect_response", connection_id=conn_id, success=False,
+                            message=str(e))
+                    continue
+                udp_conns[conn_id] = target
+                ws.send("connect_response", connection_id=conn_id, success=True,
+                        message="connected")
+                threading.Thread(target=pump_udp, args=(ws, conn_id, target, udp_conns),
+                                 daemon=True).start()
             else:
                 try:
                     target = socket.create_connection(
@@ -163,10 +201,22 @@ def main():
                         message="connected")
                 threading.Thread(target=pump, args=(ws, conn_id, target, conns),
                                  daemon=True).start()
+        elif kind == "data" and data["connection_id"] in udp_conns:
+            try:
+                udp_conns[data["connection_id"]].send(base64.b64decode(data["payload"]))
+            except OSError:
+                pass  # UDP: a datagram the target refuses is lost
         elif kind == "data":
             target = conns.get(data["connection_id"])
             if target is not None:
                 target.sendall(base64.b64decode(data["payload"]))
+        elif kind == "close" and data["connection_id"] in udp_conns:
+            target = udp_conns.pop(data["connection_id"])
+            try:
+                target.shutdown(socket.SHUT_RDWR)  # wakes its pump
+            except OSError:
+                pass
+            target.close()
         elif kind == "close":
             target = conns.pop(data["connection_id"], None)
             if target is not None:

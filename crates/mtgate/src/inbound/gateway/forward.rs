@@ -6,7 +6,7 @@
 //! A forwarded port belongs to the agent (its client id), not to one connection: every
 //! replica of an agent asks for the same ports, the first LISTEN binds, the others are
 //! answered yes, accepted connections go to any live replica of the agent, and the port closes
-//! once the agent has no connection left.
+//! once the agent has no connection left. UDP ports are served by [`super::forward_udp`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::gateway::GatewayConfig;
 use crate::tunnel::gateway::Registry;
+use crate::tunnel::gateway::flows::FlowRoute;
 use crate::tunnel::gateway::registry::ReplicaInfo;
 use crate::tunnel::mux::ListenRequest;
 
@@ -32,21 +33,46 @@ const AGENT_CHECK: Duration = Duration::from_millis(250);
 
 /// Who holds a forwarded port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Holder {
-    group: String,
-    client_id: String,
-    target: Address,
+pub(super) struct Holder {
+    pub(super) group: String,
+    pub(super) client_id: String,
+    pub(super) target: Address,
 }
+
+/// A forwarded port: TCP and UDP ports of the same number are apart.
+type PortKey = (Network, u16);
 
 /// The forwarded ports of one gateway.
 #[derive(Debug, Default)]
 pub struct ForwardTable {
-    ports: Mutex<HashMap<u16, Holder>>,
+    ports: Mutex<HashMap<PortKey, Holder>>,
 }
 
 impl ForwardTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Holder>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PortKey, Holder>> {
         self.ports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frees a port once its server ended.
+    pub(super) fn release(&self, key: PortKey) {
+        self.lock().remove(&key);
+    }
+}
+
+/// What serves a bound port.
+enum Bound {
+    Tcp(TcpListener),
+    Udp(tokio::net::UdpSocket),
+}
+
+fn bind(network: Network, addr: SocketAddr) -> std::io::Result<Bound> {
+    match network {
+        Network::Tcp => crate::listener::bind(addr).map(Bound::Tcp),
+        Network::Udp => {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(socket).map(Bound::Udp)
+        }
     }
 }
 
@@ -61,6 +87,8 @@ pub async fn listen(
     stop: &CancellationToken,
 ) {
     let port = request.port();
+    let network = request.network();
+    let key = (network, port);
     let holder = Holder {
         group: agent.group.clone(),
         client_id: agent.client_id.clone(),
@@ -69,14 +97,12 @@ pub async fn listen(
     let refused = |code, reason: &str| Err((code, reason.to_owned()));
     let checked = {
         let ports = table.lock();
-        if request.network() != Network::Tcp {
-            refused(ErrorCode::InvalidMessage, "only tcp ports are forwarded")
-        } else if !config.forward_ports.iter().any(|r| r.contains(&port)) {
+        if !config.forward_ports.iter().any(|r| r.contains(&port)) {
             refused(
                 ErrorCode::ForbiddenHost,
                 "the port is not in the gateway's forward_ports",
             )
-        } else if let Some(held) = ports.get(&port) {
+        } else if let Some(held) = ports.get(&key) {
             if held == &holder {
                 // Another replica of the same agent: the port is already served.
                 request.answer(Ok(()));
@@ -108,8 +134,8 @@ pub async fn listen(
         return;
     }
     let addr = SocketAddr::new(config.forward_bind, port);
-    let listener = match crate::listener::bind(addr) {
-        Ok(listener) => listener,
+    let bound = match bind(network, addr) {
+        Ok(bound) => bound,
         Err(e) => {
             tracing::info!(gateway = config.name, %addr, error = %e, "port forward cannot bind");
             request.answer(Err((
@@ -121,25 +147,49 @@ pub async fn listen(
     };
     {
         let mut ports = table.lock();
-        if ports.contains_key(&port) {
+        if ports.contains_key(&key) {
             // Another replica bound it meanwhile (the bind above then failed for one of us).
             drop(ports);
             request.answer(Ok(()));
             return;
         }
-        ports.insert(port, holder.clone());
+        ports.insert(key, holder.clone());
     }
     request.answer(Ok(()));
-    tracing::info!(gateway = config.name, %addr, client_id = holder.client_id, target = ?holder.target, "port forwarded to an agent");
-    tokio::spawn(serve(
-        listener,
-        port,
-        holder,
-        table.clone(),
-        registry.clone(),
-        config.max_streams_per_agent,
-        stop.clone(),
-    ));
+    tracing::info!(gateway = config.name, %addr, network = network.as_str(), client_id = holder.client_id, target = ?holder.target, "port forwarded to an agent");
+    match bound {
+        Bound::Tcp(listener) => {
+            tokio::spawn(serve(
+                listener,
+                port,
+                holder,
+                table.clone(),
+                registry.clone(),
+                config.max_streams_per_agent,
+                stop.clone(),
+            ));
+        }
+        Bound::Udp(socket) => {
+            let route = FlowRoute {
+                registry: registry.clone(),
+                group: holder.group.clone(),
+                client_id: Some(holder.client_id.clone()),
+                open_timeout: config.open_timeout,
+                idle_timeout: super::forward_udp::IDLE_TIMEOUT,
+                max_flows: config
+                    .max_streams_per_agent
+                    .min(super::forward_udp::MAX_FLOWS),
+            };
+            tokio::spawn(super::forward_udp::serve(
+                socket,
+                port,
+                holder,
+                route,
+                table.clone(),
+                stop.clone(),
+            ));
+        }
+    }
 }
 
 async fn serve(
@@ -183,7 +233,7 @@ async fn serve(
             drop(permit);
         });
     }
-    table.lock().remove(&port);
+    table.release((Network::Tcp, port));
     tracing::info!(port, client_id = holder.client_id, "forwarded port closed");
 }
 

@@ -5,9 +5,11 @@
 //!
 //! - [`upgrade`]: TLS, the upgrade request, the lockout and the credentials, up to a
 //!   WebSocket positioned after the 101;
-//! - [`forward`]: remote port forwarding (AnyProxy's `open_ports`) for an agent's LISTEN.
+//! - [`forward`]: remote port forwarding (AnyProxy's `open_ports`) for an agent's LISTEN;
+//!   [`forward_udp`] serves the UDP ones.
 
 pub mod forward;
+pub mod forward_udp;
 pub mod upgrade;
 
 use std::net::SocketAddr;

@@ -81,6 +81,9 @@ pub struct RawAgentConfig {
     /// A stream with no bytes either way for this long is closed.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: Dur,
+    /// A UDP stream with no datagram either way for this long is closed.
+    #[serde(default = "defaults::udp_idle_timeout")]
+    pub udp_idle_timeout: Dur,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     #[serde(default = "defaults::log_level")]
     pub log_level: String,
@@ -96,7 +99,7 @@ pub struct RawOpenPort {
     pub local_host: String,
     /// The local port.
     pub local_port: u16,
-    /// `tcp`.
+    /// `tcp` or `udp`.
     #[serde(default = "defaults::tcp")]
     pub protocol: String,
 }
@@ -132,6 +135,9 @@ mod defaults {
     }
     pub(super) fn idle_timeout() -> Dur {
         Dur(Duration::from_secs(600))
+    }
+    pub(super) fn udp_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
     }
     pub(super) fn log_level() -> String {
         "info".to_owned()
@@ -174,7 +180,7 @@ pub enum Credentials {
 /// A remote port the agent asks the gateway for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPort {
-    /// TCP (UDP is not served by this agent yet).
+    /// TCP or UDP.
     pub network: Network,
     /// The port on the gateway.
     pub remote_port: u16,
@@ -215,6 +221,8 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// Idle timeout of a stream.
     pub idle_timeout: Duration,
+    /// Idle timeout of a UDP stream.
+    pub udp_idle_timeout: Duration,
     /// Log filter.
     pub log_level: String,
 }
@@ -321,6 +329,7 @@ impl AgentConfig {
             ("ping_interval", raw.ping_interval),
             ("pong_timeout", raw.pong_timeout),
             ("idle_timeout", raw.idle_timeout),
+            ("udp_idle_timeout", raw.udp_idle_timeout),
         ] {
             if value.0.is_zero() {
                 return Err(ConfigError::new(key, "must be longer than 0s"));
@@ -351,6 +360,7 @@ impl AgentConfig {
             pong_timeout: raw.pong_timeout.0,
             drain_timeout: raw.drain_timeout.0,
             idle_timeout: raw.idle_timeout.0,
+            udp_idle_timeout: raw.udp_idle_timeout.0,
             log_level: raw.log_level,
         })
     }
@@ -428,10 +438,11 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
         let at = |key: &str| format!("open_ports[{i}].{key}");
         let network = match p.protocol.as_str() {
             "tcp" => Network::Tcp,
+            "udp" => Network::Udp,
             other => {
                 return Err(ConfigError::new(
                     at("protocol"),
-                    format!("{other:?}: only \"tcp\" is supported"),
+                    format!("{other:?}: expected \"tcp\" or \"udp\""),
                 ));
             }
         };
@@ -443,7 +454,10 @@ fn open_ports(raw: &[RawOpenPort]) -> Result<Vec<OpenPort>, ConfigError> {
         }
         let local = Address::from_host(&p.local_host, p.local_port)
             .map_err(|e| ConfigError::new(at("local_host"), format!("{:?}: {e}", p.local_host)))?;
-        if out.iter().any(|o| o.remote_port == p.remote_port) {
+        if out
+            .iter()
+            .any(|o| o.remote_port == p.remote_port && o.network == network)
+        {
             return Err(ConfigError::new(
                 at("remote_port"),
                 format!("port {} is requested twice", p.remote_port),

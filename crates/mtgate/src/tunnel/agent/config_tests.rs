@@ -271,9 +271,9 @@ fn every_mistake_names_its_key() {
             "invalid host",
         ),
         (
-            "gateway = \"ws://127.0.0.1/\"\ntoken = \"t\"\n[[open_ports]]\nremote_port = 1\nlocal_host = \"h\"\nlocal_port = 1\nprotocol = \"udp\"",
+            "gateway = \"ws://127.0.0.1/\"\ntoken = \"t\"\n[[open_ports]]\nremote_port = 1\nlocal_host = \"h\"\nlocal_port = 1\nprotocol = \"sctp\"",
             "open_ports[0].protocol",
-            "only \"tcp\"",
+            "expected \"tcp\" or \"udp\"",
         ),
         (
             "gateway = \"ws://127.0.0.1/\"\ntoken = \"t\"\n[[open_ports]]\nremote_port = 1\nlocal_host = \"h\"\nlocal_port = 1\n[[open_ports]]\nremote_port = 1\nlocal_host = \"h\"\nlocal_port = 2",

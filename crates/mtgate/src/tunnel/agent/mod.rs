@@ -10,6 +10,7 @@
 //!   [`json_auth`]);
 //! - [`target`]: dialing a target and mapping failures to wire codes;
 //! - [`stream`]: one stream's life (permit, dial, relay with half-close and idle timeout);
+//! - [`udp`]: UDP streams (a connected socket per stream, datagrams both ways);
 //! - [`run`]: the replica loops, reconnect backoff and the graceful drain.
 
 pub mod config;
@@ -21,6 +22,7 @@ pub mod run;
 pub mod stream;
 pub mod target;
 pub mod tls;
+pub mod udp;
 
 #[cfg(test)]
 mod config_tests;

@@ -64,6 +64,7 @@ pub async fn run(config: Arc<AgentConfig>, shutdown: CancellationToken) {
             permits: Arc::new(Semaphore::new(config.max_concurrent_conns)),
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
+            udp_idle_timeout: config.udp_idle_timeout,
             hard_stop: CancellationToken::new(),
         },
         mux_config,
@@ -209,6 +210,9 @@ async fn session(
         open_failures = stats.open_failures,
         bytes_in = stats.bytes_in,
         bytes_out = stats.bytes_out,
+        datagrams_in = stats.datagrams_in,
+        datagrams_out = stats.datagrams_out,
+        datagrams_dropped = stats.datagrams_dropped,
         rtt = ?stats.rtt,
         "connection summary"
     );

@@ -1,6 +1,7 @@
 //! One stream's life on the agent: the concurrency permit, the policy and the dial
 //! ([`super::target`]), OPEN_OK or OPEN_ERR, then bytes both ways with half-close until both
-//! sides finished, the stream idles out, or the agent stops.
+//! sides finished, the stream idles out, or the agent stops. UDP streams go to
+//! [`super::udp`] after the same permit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::Policy;
-use super::target;
+use super::{target, udp};
 use crate::inbound::proxy::touching::Touching;
 use crate::relay::ConnEntry;
 use crate::tunnel::mux::{IncomingOpen, MuxStream};
@@ -31,6 +32,8 @@ pub struct StreamContext {
     pub connect_timeout: Duration,
     /// A stream without bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    /// A UDP stream without datagrams either way for this long is closed.
+    pub udp_idle_timeout: Duration,
     /// Fires when the drain is over: streams still open are reset.
     pub hard_stop: CancellationToken,
 }
@@ -69,12 +72,8 @@ impl StreamContext {
     /// Dials the target of `open`, answers, and relays until the stream ends.
     pub async fn serve(&self, open: IncomingOpen, _permit: OwnedSemaphorePermit) {
         let target = open.target().clone();
-        if target.network != Network::Tcp {
-            open.reject(
-                ErrorCode::InternalError,
-                "UDP streams are not served by this agent",
-            );
-            return;
+        if target.network == Network::Udp {
+            return self.serve_udp(open).await;
         }
         let started = Instant::now();
         let dialed = tokio::select! {
@@ -106,6 +105,48 @@ impl StreamContext {
             duration = ?started.elapsed(),
             end = ?end,
             "stream closed"
+        );
+    }
+}
+
+impl StreamContext {
+    /// A UDP stream: a connected socket to the target (same policy as TCP), then datagrams
+    /// both ways until the stream ends or idles.
+    async fn serve_udp(&self, open: IncomingOpen) {
+        let target = open.target().address.clone();
+        let started = Instant::now();
+        let connected = tokio::select! {
+            connected = udp::connect(&target, &self.policy, self.connect_timeout) => connected,
+            () = self.hard_stop.cancelled() => {
+                open.reject(ErrorCode::Cancelled, "agent shutting down");
+                return;
+            }
+        };
+        let socket = match connected {
+            Ok(socket) => socket,
+            Err(failure) => {
+                tracing::debug!(
+                    target = %target,
+                    code = ?failure.code,
+                    reason = %failure.reason,
+                    "UDP OPEN refused"
+                );
+                open.reject(failure.code, &failure.reason);
+                return;
+            }
+        };
+        let stream = open.accept();
+        let id = stream.id();
+        let end = udp::relay(socket, stream, self.udp_idle_timeout, &self.hard_stop).await;
+        tracing::debug!(
+            stream = id,
+            target = %target,
+            duration = ?started.elapsed(),
+            end = end.reason,
+            to_target = end.to_target,
+            to_gateway = end.to_gateway,
+            dropped = end.dropped,
+            "UDP stream closed"
         );
     }
 }

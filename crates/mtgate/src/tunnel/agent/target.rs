@@ -24,7 +24,7 @@ pub struct DialFailure {
 }
 
 impl DialFailure {
-    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
         Self {
             code,
             reason: reason.into(),
@@ -39,6 +39,23 @@ pub async fn dial(
     timeout: Duration,
 ) -> Result<TcpStream, DialFailure> {
     let deadline = Instant::now() + timeout;
+    let allowed = allowed_addresses(target, policy, timeout).await?;
+    let options = DialOptions {
+        timeout: deadline.saturating_duration_since(Instant::now()),
+        ..DialOptions::default()
+    };
+    mtgate_client::connect_addrs(&allowed, &options)
+        .await
+        .map_err(|e| failure(&e))
+}
+
+/// Resolves `target` and keeps the addresses `policy` allows: the name is checked before
+/// resolution, every address after it (the agent's own `open_ports` targets pass).
+pub async fn allowed_addresses(
+    target: &Address,
+    policy: &Policy,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, DialFailure> {
     let own = policy.is_own_target(target);
     let (host, port) = (target.host(), target.port());
     if !own && let Some(refusal) = policy.refuses_name(&host, port) {
@@ -64,13 +81,7 @@ pub async fn dial(
         let reason = first_refusal.map_or("no address", |r| r.reason());
         return Err(DialFailure::new(ErrorCode::ForbiddenHost, reason));
     }
-    let options = DialOptions {
-        timeout: deadline.saturating_duration_since(Instant::now()),
-        ..DialOptions::default()
-    };
-    mtgate_client::connect_addrs(&allowed, &options)
-        .await
-        .map_err(|e| failure(&e))
+    Ok(allowed)
 }
 
 /// The wire code for a dial error.

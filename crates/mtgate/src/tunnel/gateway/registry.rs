@@ -73,6 +73,8 @@ struct Totals {
     /// Bytes of connections that left.
     gone_in: AtomicU64,
     gone_out: AtomicU64,
+    /// Datagrams of connections that left: in, out, dropped.
+    gone_datagrams: [AtomicU64; 3],
 }
 
 /// group → client id → replicas.
@@ -115,6 +117,12 @@ pub struct RegistryStats {
     pub bytes_in: u64,
     /// Bytes sent to agents.
     pub bytes_out: u64,
+    /// Datagrams (UDP streams) received from agents.
+    pub datagrams_in: u64,
+    /// Datagrams sent to agents.
+    pub datagrams_out: u64,
+    /// Datagrams dropped here: too big, no window, or a full buffer.
+    pub datagrams_dropped: u64,
 }
 
 impl Registry {
@@ -186,6 +194,10 @@ impl Registry {
         self.totals
             .gone_out
             .fetch_add(stats.bytes_out, Ordering::Relaxed);
+        let [d_in, d_out, d_dropped] = &self.totals.gone_datagrams;
+        d_in.fetch_add(stats.datagrams_in, Ordering::Relaxed);
+        d_out.fetch_add(stats.datagrams_out, Ordering::Relaxed);
+        d_dropped.fetch_add(stats.datagrams_dropped, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
@@ -354,6 +366,9 @@ impl Registry {
             opens: self.totals.opens.load(Ordering::Relaxed),
             bytes_in: self.totals.gone_in.load(Ordering::Relaxed),
             bytes_out: self.totals.gone_out.load(Ordering::Relaxed),
+            datagrams_in: self.totals.gone_datagrams[0].load(Ordering::Relaxed),
+            datagrams_out: self.totals.gone_datagrams[1].load(Ordering::Relaxed),
+            datagrams_dropped: self.totals.gone_datagrams[2].load(Ordering::Relaxed),
             ..RegistryStats::default()
         };
         for (group, agents) in groups.iter() {
@@ -369,6 +384,9 @@ impl Registry {
                 row.streams += stats.open_streams;
                 out.bytes_in += stats.bytes_in;
                 out.bytes_out += stats.bytes_out;
+                out.datagrams_in += stats.datagrams_in;
+                out.datagrams_out += stats.datagrams_out;
+                out.datagrams_dropped += stats.datagrams_dropped;
             }
             out.groups.push(row);
         }
@@ -435,6 +453,9 @@ impl Registry {
                     "open_failures": sum(|s| s.open_failures),
                     "bytes_in": sum(|s| s.bytes_in),
                     "bytes_out": sum(|s| s.bytes_out),
+                    "datagrams_in": sum(|s| s.datagrams_in),
+                    "datagrams_out": sum(|s| s.datagrams_out),
+                    "datagrams_dropped": sum(|s| s.datagrams_dropped),
                     "rtt_ms": rtt,
                     "connected_since": since,
                     "connections": connections,

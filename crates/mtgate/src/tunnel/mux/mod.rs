@@ -8,8 +8,12 @@
 //! socket's. Each direction of a stream has a byte-credit window: a writer waits for credit
 //! and never drops; a reader's credit is returned once the application has read the bytes.
 //! `shutdown()` sends FIN (half-close); dropping a stream before both directions finished sends
-//! RST.
+//! RST. UDP streams carry datagrams instead ([`MuxStream::send_datagram`],
+//! [`MuxStream::recv_datagram`]): one DATA frame each, dropped rather than waited for when the
+//! window or the send buffer is full.
 
+#[cfg(test)]
+mod datagram_tests;
 mod json;
 mod reader;
 mod state;
@@ -29,8 +33,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use state::{Out, Shared};
-pub use stream::MuxStream;
 use stream::StreamCell;
+pub use stream::{DatagramDrop, MuxStream};
 
 /// Which end of the tunnel this is. The gateway is the WebSocket server and opens even
 /// stream ids; the agent is the client, masks its frames and opens odd ids.
@@ -138,6 +142,12 @@ pub struct MuxStats {
     pub bytes_in: u64,
     /// Stream payload bytes sent.
     pub bytes_out: u64,
+    /// Datagrams (DATA frames of UDP streams) received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams dropped either way: too big for a frame, no window or buffer room.
+    pub datagrams_dropped: u64,
     /// The last PING's round-trip time.
     pub rtt: Option<Duration>,
 }
@@ -241,7 +251,7 @@ impl Mux {
                 return Err(OpenError::Closed);
             };
             inner.next_id = next;
-            let cell = Arc::new(StreamCell::new(id, false, shared.codec));
+            let cell = Arc::new(StreamCell::new(id, false, shared.codec, target.network));
             inner.streams.insert(id, cell.clone());
             inner.pending_opens.insert(id, tx);
             inner
@@ -365,6 +375,9 @@ impl Mux {
             open_failures: s.open_failures.load(Ordering::Relaxed),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            datagrams_in: s.datagrams_in.load(Ordering::Relaxed),
+            datagrams_out: s.datagrams_out.load(Ordering::Relaxed),
+            datagrams_dropped: s.datagrams_dropped.load(Ordering::Relaxed),
             rtt: s.rtt(),
         }
     }

@@ -245,6 +245,9 @@ async fn dispatch(shared: &Arc<Shared>, frame: Frame) -> Result<(), u16> {
                     wait_for_reader(shared, &cell).await;
                 }
                 Ok(_) | Err(Refused::Closed) => {}
+                Err(Refused::DatagramDropped) => {
+                    shared.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(Refused::OverWindow) => {
                     cell.peer_reset(ErrorCode::FlowControl);
                     shared.send_control(Out::Frame(Frame::Rst {
@@ -352,7 +355,7 @@ fn peer_open(shared: &Arc<Shared>, id: u32, target: mtgate_proto::tunnel::OpenTa
     if shared.going_away.load(Ordering::Relaxed) {
         return refuse(ErrorCode::RateLimited, "going away");
     }
-    let cell = Arc::new(StreamCell::new(id, true, shared.codec));
+    let cell = Arc::new(StreamCell::new(id, true, shared.codec, target.network));
     let tx = {
         let mut inner = shared.lock();
         if inner.streams.contains_key(&id) {

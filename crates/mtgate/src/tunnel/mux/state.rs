@@ -88,6 +88,9 @@ pub(super) struct Shared {
     pub(super) open_failures: AtomicU64,
     pub(super) bytes_in: AtomicU64,
     pub(super) bytes_out: AtomicU64,
+    pub(super) datagrams_in: AtomicU64,
+    pub(super) datagrams_out: AtomicU64,
+    pub(super) datagrams_dropped: AtomicU64,
     /// Last WebSocket ping round trip in microseconds (0 = none yet).
     pub(super) rtt_micros: AtomicU64,
     /// Start of the connection; pings carry microseconds since then.
@@ -136,6 +139,9 @@ impl Shared {
             open_failures: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            datagrams_in: AtomicU64::new(0),
+            datagrams_out: AtomicU64::new(0),
+            datagrams_dropped: AtomicU64::new(0),
             rtt_micros: AtomicU64::new(0),
             epoch: Instant::now(),
             last_pong: AtomicU64::new(0),

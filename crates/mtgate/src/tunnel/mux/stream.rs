@@ -13,12 +13,15 @@ use tokio::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use mtgate_proto::tunnel::frame::put_data_header;
-use mtgate_proto::tunnel::{ErrorCode, Frame, HEADER_LEN, INITIAL_WINDOW, MAX_DATA_LEN};
+use mtgate_proto::tunnel::{ErrorCode, Frame, HEADER_LEN, INITIAL_WINDOW, MAX_DATA_LEN, Network};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use super::Codec;
 use super::state::{Out, Shared};
+
+mod datagram;
+pub use datagram::DatagramDrop;
 
 /// In the JSON protocol (no windows) the reader pauses the connection once a stream holds
 /// this many unread bytes.
@@ -37,6 +40,8 @@ pub(super) enum Refused {
     OverWindow,
     /// The stream is reset or finished receiving; the bytes are dropped.
     Closed,
+    /// A datagram stream's receive buffer is full (JSON protocol): the datagram is dropped.
+    DatagramDropped,
 }
 
 #[derive(Debug)]
@@ -70,13 +75,15 @@ pub(super) struct StreamCell {
     pub(super) id: u32,
     /// Opened by the peer.
     pub(super) inbound: bool,
+    /// A UDP stream: each DATA frame is one datagram (see [`MuxStream::send_datagram`]).
+    pub(super) datagram: bool,
     state: Mutex<StreamState>,
     /// JSON protocol: signalled when a paused reader may go on.
     pub(super) drained: Notify,
 }
 
 impl StreamCell {
-    pub(super) fn new(id: u32, inbound: bool, codec: Codec) -> Self {
+    pub(super) fn new(id: u32, inbound: bool, codec: Codec, network: Network) -> Self {
         let send_credit = match codec {
             Codec::Binary => u64::from(INITIAL_WINDOW),
             Codec::AnyProxyJson => u64::MAX,
@@ -84,6 +91,7 @@ impl StreamCell {
         Self {
             id,
             inbound,
+            datagram: network == Network::Udp,
             state: Mutex::new(StreamState {
                 send_credit,
                 pending: VecDeque::new(),
@@ -136,6 +144,12 @@ impl StreamCell {
         let mut s = self.state();
         if s.reset.is_some() || s.lost || s.fin_received {
             return Err(Refused::Closed);
+        }
+        if self.datagram
+            && codec == Codec::AnyProxyJson
+            && s.recv_len + payload.len() > JSON_STREAM_BUFFER
+        {
+            return Err(Refused::DatagramDropped);
         }
         if codec == Codec::Binary {
             let held = s.recv_len as u64 + u64::from(s.unacked) + payload.len() as u64;

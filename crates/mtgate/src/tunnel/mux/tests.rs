@@ -11,16 +11,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 
-const LIMIT: Duration = Duration::from_secs(20);
+pub(super) const LIMIT: Duration = Duration::from_secs(20);
 
-fn target(port: u16) -> OpenTarget {
+pub(super) fn target(port: u16) -> OpenTarget {
     OpenTarget {
         network: Network::Tcp,
         address: Address::Socket(([127, 0, 0, 1], port).into()),
     }
 }
 
-fn pair(codec: Codec, config: MuxConfig) -> ((Mux, Incoming), (Mux, Incoming)) {
+pub(super) fn pair(codec: Codec, config: MuxConfig) -> ((Mux, Incoming), (Mux, Incoming)) {
     let (a, b) = tokio::io::duplex(256 * 1024);
     let gateway = WebSocket::after_handshake(a, fastwebsockets::Role::Server);
     let agent = WebSocket::after_handshake(b, fastwebsockets::Role::Client);
@@ -31,7 +31,7 @@ fn pair(codec: Codec, config: MuxConfig) -> ((Mux, Incoming), (Mux, Incoming)) {
 }
 
 /// Serves every OPEN: port 7 echoes until FIN then FINs; port 9 refuses as forbidden.
-fn serve_echo(mut incoming: Incoming) {
+pub(super) fn serve_echo(mut incoming: Incoming) {
     tokio::spawn(async move {
         while let Some(request) = incoming.next().await {
             let Inbound::Open(open) = request else {
@@ -103,7 +103,7 @@ async fn bytes_round_trip_beyond_the_window_with_half_close() {
 
 /// Writes `data` and reads the same length back, then closes: the JSON protocol's `close`
 /// ends both directions at once, so it cannot half-close.
-async fn exchange(stream: MuxStream, data: &[u8]) -> Vec<u8> {
+pub(super) async fn exchange(stream: MuxStream, data: &[u8]) -> Vec<u8> {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let sent = data.to_vec();
     let writer = tokio::spawn(async move {
