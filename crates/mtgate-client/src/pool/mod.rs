@@ -65,6 +65,7 @@ use strategy::{Pick, Selector};
 use crate::chain::Chain;
 use crate::connector::ConnectOptions;
 use crate::error::{Blame, ConnectError};
+use crate::handshake::Deadline;
 use crate::stream::ProxyStream;
 use crate::target::IntoTarget;
 
@@ -329,7 +330,18 @@ impl Pool {
                 }
                 None => &inner.options,
             };
-            match member.config.chain.connect_with(destination, options).await {
+            let connected = member.config.chain.connect_with(destination, options).await;
+            let connected = match (connected, &member.config.tls) {
+                (Ok(stream), Some(tls)) => {
+                    let deadline = Deadline {
+                        at: started + options.timeout,
+                        budget: options.timeout,
+                    };
+                    crate::tls::wrap_backend(stream, tls, &deadline).await
+                }
+                (connected, _) => connected,
+            };
+            match connected {
                 Ok(mut stream) => {
                     member.record_success(started.elapsed());
                     stream.attach_lease(lease);

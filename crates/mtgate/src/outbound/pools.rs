@@ -127,6 +127,7 @@ fn same_but_weight(a: &PoolServer, b: &PoolServer) -> bool {
         && a.via == b.via
         && a.backup == b.backup
         && a.max_connections == b.max_connections
+        && a.tls == b.tls
 }
 
 /// Every pool by name.
