@@ -283,10 +283,12 @@ fn one_pool(at: &str, raw: RawPool) -> Result<PoolConfig, ConfigError> {
         }
         servers.push(server);
     }
-    if tls.is_some() && servers.iter().all(|s| s.tls.is_none()) {
+    let https = |url: &String| url.starts_with("https://");
+    let uses_tls = |s: &PoolServer| s.tls.is_some() || https(&s.url) || s.via.iter().any(https);
+    if tls.is_some() && !servers.iter().any(uses_tls) {
         return Err(ConfigError::new(
             format!("{at}.tls"),
-            "applies to wss:// servers only, and the pool has none",
+            "applies to wss:// servers and https:// proxies, and the pool has neither",
         ));
     }
     let connect_timeout = positive(&format!("{at}.connect_timeout"), raw.connect_timeout.0)?;
