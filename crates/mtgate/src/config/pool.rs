@@ -34,7 +34,7 @@ pub struct PoolConfig {
     pub retry: RetryPolicy,
     /// The retry budget (none when retries are off).
     pub budget: Option<RetryBudget>,
-    /// TLS settings for `wss://` servers (`None` when the pool has none).
+    /// `[pool.tls]`: for `wss://` servers and `https://` proxies (`None`: not given).
     pub tls: Option<PoolTls>,
 }
 

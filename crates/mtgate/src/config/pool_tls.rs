@@ -59,15 +59,20 @@ impl ServerTls {
 impl PoolTls {
     /// Public roots, no client certificate: what `wss://` servers get without `[pool.tls]`.
     pub fn public_roots() -> Self {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let builder = builder().with_root_certificates(roots);
-        Self {
-            config: finish(builder.with_no_client_auth()),
-            server_name: None,
-            fingerprint: Sha256::digest(b"webpki").into(),
-        }
+        static PUBLIC: std::sync::OnceLock<PoolTls> = std::sync::OnceLock::new();
+        PUBLIC
+            .get_or_init(|| {
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                let builder = builder().with_root_certificates(roots);
+                Self {
+                    config: finish(builder.with_no_client_auth()),
+                    server_name: None,
+                    fingerprint: Sha256::digest(b"webpki").into(),
+                }
+            })
+            .clone()
     }
 
     /// Loads `[pool.tls]`; `at` names it in errors.
