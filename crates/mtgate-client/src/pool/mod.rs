@@ -27,6 +27,9 @@
 //!
 //! The machinery is not proxy-specific: a member is any [`Chain`] (zero hops for a plain TCP
 //! backend, see [`Upstream::backend`]), so the server's upstream pools use the same code.
+//! A backend member may also speak TLS to the backend itself ([`Upstream::tls`], e.g. for
+//! `wss://` servers): the handshake is part of the attempt (same timeout, a failure counts
+//! against the member and moves on), and health checks run over it.
 
 mod backoff;
 mod budget;
