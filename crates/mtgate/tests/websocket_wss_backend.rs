@@ -419,3 +419,39 @@ fn pool_tls_settings_are_checked_at_load() {
     let err = common::config_error(&tcp);
     assert!(err.path.starts_with("tcp[0].pool"), "{err}");
 }
+
+#[tokio::test]
+async fn a_backend_silent_in_the_tls_handshake_is_a_502_within_the_connect_timeout() {
+    let pki = Pki::new("silent");
+    // Accepts TCP connections and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let text = server_config(
+        &[format!("wss://{silent}")],
+        &format!(
+            "connect_timeout = \"300ms\"\n{}[pool.retry]\nattempts = 1\n",
+            tls_section(&pki, "")
+        ),
+    );
+    let server = Server::start(config(&text)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let (status, _) = upgrade(server.local_addrs("websocket")[0]).await;
+    assert_eq!(status, 502);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the TLS handshake kept the pool's 300ms budget: {took:?}"
+    );
+    let metrics = http_get(server.metrics_addr().unwrap(), "/metrics").await;
+    let failures =
+        format!("mtgate_pool_server_failures_total{{pool=\"echo\",server=\"{silent}\"}} 1");
+    assert!(metrics.contains(&failures), "{metrics}");
+    server.shutdown(Duration::from_secs(1)).await;
+    holder.abort();
+}
