@@ -48,6 +48,9 @@ if [ "$interop" = 1 ]; then
     step "interop: mtgate-client against dante, microsocks and tinyproxy"
     timeout 1500 tests/interop/client/run.sh
 
+    step "interop: https:// upstream through HAProxy (TLS) and tinyproxy"
+    timeout 900 tests/interop/https-upstream/run.sh
+
     step "interop: websocket listener with Node ws (npm) and Python websockets"
     timeout 900 tests/interop/websocket/run.sh
 

@@ -14,7 +14,7 @@ pub enum Stage {
     Resolve,
     /// Opening the TCP connection to the first hop (or the target, when direct).
     Connect,
-    /// The TLS handshake with an `https://` proxy.
+    /// The TLS handshake with an `https://` proxy, or with a TLS backend of a pool member.
     Tls,
     /// SOCKS5 method negotiation.
     Negotiate,

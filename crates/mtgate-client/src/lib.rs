@@ -105,7 +105,7 @@ pub use pool::{Pool, Strategy, Upstream};
 pub use proxy::{Credentials, Kind, Proxy, ProxyUrlError};
 pub use stream::{ConnectionInfo, InFlight, ProxyStream, TcpTunnel};
 pub use target::IntoTarget;
-pub use tls::default_tls_config;
+pub use tls::{BackendTls, default_tls_config};
 pub use udp::Socks5Datagram;
 
 #[cfg(test)]

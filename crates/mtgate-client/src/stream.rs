@@ -64,6 +64,22 @@ impl ProxyStream {
         }
     }
 
+    /// Replaces the transport (with the unread prefix put back in front of it) by what `wrap`
+    /// makes of it, e.g. TLS over it.
+    pub(crate) async fn map_transport<F, Fut>(self, wrap: F) -> Result<Self, crate::ConnectError>
+    where
+        F: FnOnce(Transport) -> Fut,
+        Fut: std::future::Future<Output = Result<Transport, crate::ConnectError>>,
+    {
+        let transport = wrap(self.transport.rewound(self.prefix)).await?;
+        Ok(Self {
+            transport,
+            prefix: Bytes::new(),
+            info: self.info,
+            lease: self.lease,
+        })
+    }
+
     pub(crate) fn attach_lease(&mut self, lease: Lease) {
         self.info.pool_member = Some(lease.member_name().to_owned());
         self.lease = Some(lease);

@@ -1,4 +1,5 @@
-//! TLS to `https://` proxies: rustls with the aws-lc-rs provider and the Mozilla root set.
+//! TLS to `https://` proxies (rustls with the aws-lc-rs provider and the Mozilla root set), and
+//! TLS to a pool member's backend itself, end to end through the member's chain ([`BackendTls`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,7 +9,19 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{ConnectError, Stage};
 use crate::handshake::Deadline;
+use crate::stream::ProxyStream;
 use crate::transport::Transport;
+
+/// TLS from here to a backend (e.g. a `wss://` server), run over the tunnel once it is open:
+/// the client configuration (roots, client certificate, ALPN) and the name to send as SNI and
+/// to verify the certificate against.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// Roots, protocol versions, an optional client certificate.
+    pub config: Arc<ClientConfig>,
+    /// SNI and the name the certificate must hold (a DNS name or an IP address).
+    pub server_name: ServerName<'static>,
+}
 
 /// The configuration used when [`crate::ConnectOptions::tls`] is `None`: webpki roots, TLS 1.2
 /// and 1.3, aws-lc-rs.
@@ -53,4 +66,28 @@ pub(crate) async fn wrap(
         })
         .await?;
     Ok(Transport::Tls(Box::new(stream)))
+}
+
+/// Runs the TLS handshake with the backend over an open tunnel, under `deadline`. Bytes the
+/// last hop sent after its reply are fed to TLS first.
+pub(crate) async fn wrap_backend(
+    stream: ProxyStream,
+    tls: &BackendTls,
+    deadline: &Deadline,
+) -> Result<ProxyStream, ConnectError> {
+    let connector = TlsConnector::from(tls.config.clone());
+    let name = tls.server_name.clone();
+    stream
+        .map_transport(|transport| async move {
+            let stream = deadline
+                .run(Stage::Tls, async {
+                    connector
+                        .connect(name, transport)
+                        .await
+                        .map_err(|e| ConnectError::io(Stage::Tls, e))
+                })
+                .await?;
+            Ok(Transport::Tls(Box::new(stream)))
+        })
+        .await
 }

@@ -136,6 +136,52 @@ async fn curl_through_every_listener_kind() {
             "GET /four",
         ),
         (
+            // CONNECT [::1]:port HTTP/1.1, the authority bracketed (RFC 9110 §9.3.6).
+            "http CONNECT to an IPv6 literal",
+            vec![
+                "-p".into(),
+                "-x".into(),
+                format!("http://alice:wonderland@{http}"),
+                "-g".into(),
+                url6.clone(),
+            ],
+            "GET /six",
+        ),
+        (
+            "http CONNECT over IPv6 to an IPv6 literal",
+            vec![
+                "-p".into(),
+                "-x".into(),
+                format!("http://alice:wonderland@[::1]:{}", http_v6.port()),
+                "-g".into(),
+                url6.clone(),
+            ],
+            "GET /six",
+        ),
+        (
+            "socks5h to an IPv6 literal",
+            vec![
+                "--socks5-hostname".into(),
+                socks.to_string(),
+                "--proxy-user".into(),
+                "alice:wonderland".into(),
+                "-g".into(),
+                url6.clone(),
+            ],
+            "GET /six",
+        ),
+        (
+            "mixed as http CONNECT to an IPv6 literal",
+            vec![
+                "-p".into(),
+                "-x".into(),
+                format!("http://{mixed}"),
+                "-g".into(),
+                url6.clone(),
+            ],
+            "GET /six",
+        ),
+        (
             "mixed as http",
             vec!["-x".into(), format!("http://{mixed}"), url4.clone()],
             "GET /four",

@@ -1,8 +1,9 @@
-// Node `ws` client checks through mtgate. Usage: node client.js URL
-// Prints one line per check; exits non-zero on the first failure.
+// Node `ws` client checks through mtgate. Usage: node client.js URL [BACKEND_NAME]
+// Prints one line per check; exits non-zero on the first failure. With BACKEND_NAME, also
+// checks that the session reached the backend of that name.
 const WebSocket = require('ws');
 const assert = require('assert');
-const url = process.argv[2];
+const [url, backendName] = [process.argv[2], process.argv[3]];
 
 function open(protocols) {
   return new Promise((resolve, reject) => {
@@ -31,6 +32,10 @@ const ok = (what) => console.log(`ok  node ws: ${what}`);
   assert.strictEqual(ws.extensions, ''); ok('permessage-deflate offered by the client is not negotiated');
   ws.send('extensions');
   assert.strictEqual((await next(ws)).data.toString(), 'none'); ok('the backend never sees the deflate offer');
+  if (backendName) {
+    ws.send('whoami');
+    assert.strictEqual((await next(ws)).data.toString(), backendName); ok(`reached backend ${backendName}`);
+  }
 
   ws.send('héllo wörld');
   let m = await next(ws);

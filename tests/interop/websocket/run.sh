@@ -4,7 +4,8 @@
 # Checks text, binary, fragmented messages, ping/pong, close codes, 1009 on 1 MiB + 1 byte, an
 # MB Server Node style message byte for byte, a backend killed mid-session (1011, then a
 # reconnect to the other backend) and 1001 on graceful shutdown. 127.0.0.1 only; every wait
-# is bounded.
+# is bounded. One more Node `ws` backend serves wss (Node's https server, a self-signed
+# certificate from `mtgate cert`) behind a `wss://` pool server: client -> mtgate (ws) -> wss.
 #
 # Usage: tests/interop/websocket/run.sh
 # Env:   MTGATE_INTEROP_DIR   work directory (default /tmp/mtgate-interop-ws)
@@ -54,11 +55,16 @@ timeout 300 "$repo/.venv/bin/pip" install --quiet --disable-pip-version-check -r
 log "building mtgate"
 (cd "$repo" && timeout 1200 cargo build -j"$jobs" --locked -p mtgate -q)
 
-port_a="$(free_port)"; port_b="$(free_port)"; port_ws="$(free_port)"; port_admin="$(free_port)"; port_metrics="$(free_port)"
+port_a="$(free_port)"; port_b="$(free_port)"; port_tls="$(free_port)"
+port_ws="$(free_port)"; port_admin="$(free_port)"; port_metrics="$(free_port)"
+"$target/debug/mtgate" cert --name localhost --name 127.0.0.1 \
+    --out-cert "$work/backend-cert.pem" --out-key "$work/backend-key.pem" >/dev/null
 start backend-a node "$here/backend.js" "$port_a" a
 start backend-b node "$here/backend.js" "$port_b" b
+start backend-tls node "$here/backend.js" "$port_tls" tls "$work/backend-cert.pem" "$work/backend-key.pem"
 wait_port "$port_a" backend-a
 wait_port "$port_b" backend-b
+wait_port "$port_tls" backend-tls
 
 cat >"$work/mtgate.toml" <<TOML
 [server]
@@ -79,9 +85,21 @@ servers = [{ url = "tcp://127.0.0.1:$port_a" }, { url = "tcp://127.0.0.1:$port_b
 [pool.ejection]
 consecutive_failures = 1
 
+[[pool]]
+name = "tls"
+servers = [{ url = "wss://127.0.0.1:$port_tls" }]
+[pool.tls]
+ca = "$work/backend-cert.pem"       # the backend's self-signed certificate
+server_name = "localhost"
+[pool.health]
+check = "websocket"
+path = "/health"
+interval = "200ms"
+fall = 1                            # one failed check over TLS takes it down
+
 [[websocket]]
 listen = ["127.0.0.1:$port_ws"]
-routes = [{ path = "/mb", pool = "echo" }]
+routes = [{ path = "/mb", pool = "echo" }, { path = "/tls", pool = "tls" }]
 TOML
 start mtgate "$target/debug/mtgate" run --config "$work/mtgate.toml"
 wait_port "$port_ws" mtgate
@@ -91,6 +109,12 @@ log "Node ws client"
 timeout 60 node "$here/client.js" "$url"
 log "Python websockets client"
 timeout 60 "$repo/.venv/bin/python" "$here/client.py" "$url"
+log "Node ws client through a wss:// backend (Node https + ws)"
+timeout 60 node "$here/client.js" "ws://127.0.0.1:$port_ws/tls" tls
+up='mtgate_pool_server_up{pool="tls",server="127.0.0.1:'"$port_tls"'"} 1'
+curl -s --max-time 5 "http://127.0.0.1:$port_metrics/metrics" | grep -qF "$up" ||
+    { log "the wss backend is not up by its TLS health check"; exit 1; }
+echo "ok  the websocket health check passes over TLS"
 
 log "admin API lists live sessions"
 rm -f "$work/ready"

@@ -13,6 +13,7 @@ use super::PoolInner;
 use super::failures::FailureRecord;
 use super::member::{Member, Transition};
 use crate::connector::ConnectOptions;
+use crate::handshake::Deadline;
 use crate::http_request;
 
 /// What a check does once the tunnel is open.
@@ -168,6 +169,13 @@ async fn check_one(
             .connect_with(target, &options)
             .await
             .map_err(|e| format!("check/{}/{}", e.stage().name(), e.reason()))?;
+        // A TLS member is checked over its TLS, whatever the probe.
+        let stream = match &member.config.tls {
+            Some(tls) => crate::tls::wrap_backend(stream, tls, &Deadline::after(check.timeout))
+                .await
+                .map_err(|e| format!("check/{}/{}", e.stage().name(), e.reason()))?,
+            None => stream,
+        };
         match &check.probe {
             Probe::Connect => Ok(()),
             Probe::Http { host, path, expect } => {

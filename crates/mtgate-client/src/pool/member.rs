@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::ejection::EjectionPolicy;
 use crate::chain::Chain;
+use crate::tls::BackendTls;
 
 /// A pool member as configured: how to reach it, its weight, whether it is a backup.
 #[derive(Debug, Clone)]
@@ -19,6 +20,7 @@ pub struct Upstream {
     pub(crate) weight: u32,
     pub(crate) backup: bool,
     pub(crate) max_connections: Option<u32>,
+    pub(crate) tls: Option<BackendTls>,
 }
 
 impl Upstream {
@@ -33,6 +35,7 @@ impl Upstream {
             weight: 1,
             backup: false,
             max_connections: None,
+            tls: None,
         }
     }
 
@@ -70,6 +73,15 @@ impl Upstream {
     /// Caps the connections open through the member at once; at the cap it gets no new ones.
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// Speaks TLS to the backend itself once the tunnel is open (e.g. for `wss://` servers).
+    /// The handshake is part of the attempt: it runs under the same timeout, and a failure
+    /// (a certificate that does not verify, say) counts against the member and moves on to
+    /// another one, like a failed dial. Health checks run over it too.
+    pub fn tls(mut self, tls: BackendTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -27,6 +27,9 @@
 //!
 //! The machinery is not proxy-specific: a member is any [`Chain`] (zero hops for a plain TCP
 //! backend, see [`Upstream::backend`]), so the server's upstream pools use the same code.
+//! A backend member may also speak TLS to the backend itself ([`Upstream::tls`], e.g. for
+//! `wss://` servers): the handshake is part of the attempt (same timeout, a failure counts
+//! against the member and moves on), and health checks run over it.
 
 mod backoff;
 mod budget;
@@ -65,6 +68,7 @@ use strategy::{Pick, Selector};
 use crate::chain::Chain;
 use crate::connector::ConnectOptions;
 use crate::error::{Blame, ConnectError};
+use crate::handshake::Deadline;
 use crate::stream::ProxyStream;
 use crate::target::IntoTarget;
 
@@ -329,7 +333,18 @@ impl Pool {
                 }
                 None => &inner.options,
             };
-            match member.config.chain.connect_with(destination, options).await {
+            let connected = member.config.chain.connect_with(destination, options).await;
+            let connected = match (connected, &member.config.tls) {
+                (Ok(stream), Some(tls)) => {
+                    let deadline = Deadline {
+                        at: started + options.timeout,
+                        budget: options.timeout,
+                    };
+                    crate::tls::wrap_backend(stream, tls, &deadline).await
+                }
+                (connected, _) => connected,
+            };
+            match connected {
                 Ok(mut stream) => {
                     member.record_success(started.elapsed());
                     stream.attach_lease(lease);

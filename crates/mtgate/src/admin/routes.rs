@@ -99,7 +99,7 @@ fn add_server(entry: &PoolEntry, body: &[u8]) -> Response<Full<Bytes>> {
         Ok(raw) => raw,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad server: {e}")),
     };
-    let server = match PoolServer::parse("server", &raw) {
+    let server = match PoolServer::parse("server", &raw, entry.config.tls.as_ref()) {
         Ok(server) => server,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };

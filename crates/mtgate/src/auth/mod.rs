@@ -1,9 +1,11 @@
-//! Proxy users: credentials checked in constant time (argon2 hashes or plain passwords), their
-//! limits and rules, and the lockout of client addresses that keep failing.
+//! Proxy users: credentials checked in constant time (argon2 or bcrypt hashes, or plain
+//! passwords), their limits and rules, and the lockout of client addresses that keep failing.
 //!
-//! argon2 is slow on purpose, so a verification runs on the blocking pool, a few at a time,
-//! and a successful one is remembered as a keyed digest of the password: the next connections
-//! of that user cost one SHA-256 and a constant-time comparison.
+//! argon2 and bcrypt are slow on purpose, so a verification runs on the blocking pool, a few at
+//! a time, and a successful one is remembered as a keyed digest of the password: the next
+//! connections of that user cost one SHA-256 and a constant-time comparison. A wrong password
+//! and an unknown user name both cost a full hash check (see [`password`]), so the time of a
+//! refusal does not tell which user names exist.
 
 pub mod lockout;
 pub mod password;
@@ -18,7 +20,7 @@ use crate::gate::Gate;
 pub use lockout::Lockout;
 pub use password::{PasswordError, Verifier};
 
-/// argon2 verifications running at once (each takes a core for tens of milliseconds).
+/// Hash verifications running at once (each takes a core for tens of milliseconds).
 const PARALLEL_VERIFICATIONS: usize = 2;
 
 /// A user at run time.
@@ -108,5 +110,60 @@ impl Users {
             return false;
         };
         verifier.slow(password).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::password::Password;
+
+    fn user(name: &str, password: &str) -> ProxyUser {
+        ProxyUser {
+            name: name.into(),
+            password: Password::parse(password).unwrap(),
+            max_connections: None,
+            bandwidth: None,
+            rules: Vec::new(),
+            upstream: None,
+            agent_group: None,
+        }
+    }
+
+    async fn timed(users: &Users, name: &[u8], password: &[u8]) -> (bool, std::time::Duration) {
+        let started = tokio::time::Instant::now();
+        let ok = matches!(users.verify(name, password).await, Authenticated::User(_));
+        (ok, started.elapsed())
+    }
+
+    /// An unknown name must cost a hash check like a wrong password does, before and after the
+    /// user's first successful login; otherwise the refusal's timing tells names apart.
+    #[tokio::test]
+    async fn unknown_names_cost_what_wrong_passwords_cost() {
+        // htpasswd -nbB -C 10 alice 'correct horse battery' (apache2-utils 2.4.71).
+        let hash = "$2y$10$Fp1xqqISSD2sev.91trFE.XA95QIDJMt9HGvmQ9ovdXpeG6d9CzoO";
+        let users = Users::new(&[user("alice", hash)], &mut HashMap::new());
+        let mut wrong = std::time::Duration::ZERO;
+        for round in 0..2 {
+            let (ok, took) = timed(&users, b"alice", b"wrong password").await;
+            wrong = took;
+            assert!(!ok);
+            let (ok, unknown) = timed(&users, b"mallory", b"wrong password").await;
+            assert!(!ok);
+            // A cost-10 bcrypt takes milliseconds; a lookup miss alone takes microseconds.
+            assert!(wrong.as_micros() > 1000, "round {round}: {wrong:?}");
+            assert!(
+                unknown * 4 > wrong,
+                "round {round}: unknown {unknown:?} vs wrong {wrong:?}"
+            );
+            let (ok, _) = timed(&users, b"alice", b"correct horse battery").await;
+            assert!(ok, "round {round}");
+        }
+        let (ok, fast) = timed(&users, b"alice", b"correct horse battery").await;
+        assert!(ok);
+        assert!(
+            fast * 4 < wrong,
+            "a known password is answered from the cache: {fast:?} vs {wrong:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! - [`validate`]: checks and conversion into [`Config`];
 //! - [`units`]: durations and sizes;
 //! - [`pool`] and [`raw_pool`]: upstream pools, `tcp` listeners and the admin API;
+//!   [`pool_tls`]: TLS to `wss://` pool servers;
 //! - [`proxy`] and [`raw_proxy`]: the SOCKS5, HTTP and mixed proxy listeners;
 //! - [`gateway`] and [`raw_gateway`]: the tunnel gateway listeners agents dial in to;
 //! - [`EMBEDDED_DEFAULT`]: what `mtgate run` uses without a file.
@@ -12,6 +13,7 @@
 pub mod gateway;
 pub mod middle;
 pub mod pool;
+pub mod pool_tls;
 pub mod proxy;
 pub mod raw;
 pub mod raw_gateway;

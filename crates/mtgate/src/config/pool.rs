@@ -9,6 +9,7 @@ use mtgate_client::pool::{
 };
 use mtgate_client::{Address, Chain};
 
+use super::pool_tls::{PoolTls, ServerTls};
 use super::raw_pool::{RawAdmin, RawHealth, RawPool, RawPoolServer, RawTcp};
 use super::validate::{ConfigError, check_name, parse_addr, positive};
 
@@ -33,6 +34,8 @@ pub struct PoolConfig {
     pub retry: RetryPolicy,
     /// The retry budget (none when retries are off).
     pub budget: Option<RetryBudget>,
+    /// `[pool.tls]`: for `wss://` servers and `https://` proxies (`None`: not given).
+    pub tls: Option<PoolTls>,
 }
 
 /// The server URL of a member that connects straight to the target (e.g. a backup behind
@@ -56,16 +59,71 @@ pub struct PoolServer {
     pub backup: bool,
     /// Connection cap.
     pub max_connections: Option<u32>,
+    /// TLS to the backend (`wss://` servers).
+    pub tls: Option<ServerTls>,
+}
+
+/// A backend URL: `tcp://` and `ws://` are plain, `wss://` is TLS; `ws` and `wss` have default
+/// ports.
+fn backend_url(url: &str) -> Option<(&str, bool, Option<u16>)> {
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        Some((rest, false, None))
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        Some((rest, false, Some(80)))
+    } else {
+        url.strip_prefix("wss://")
+            .map(|rest| (rest, true, Some(443)))
+    }
+}
+
+fn backend_address(
+    at: &str,
+    url: &str,
+    hostport: &str,
+    port: Option<u16>,
+) -> Result<Address, ConfigError> {
+    let at = format!("{at}.url");
+    if hostport.contains(['/', '?', '#']) {
+        return Err(ConfigError::new(
+            at,
+            format!("{url:?}: give host and port only; the client's path is passed on as it is"),
+        ));
+    }
+    // A missing port takes the scheme's default; a bare IPv6 literal is refused by the parser.
+    let has_port = match hostport.strip_prefix('[') {
+        Some(bracketed) => bracketed.contains("]:"),
+        None => hostport.contains(':'),
+    };
+    let full = match port {
+        Some(port) if !has_port => format!("{hostport}:{port}"),
+        _ => hostport.to_owned(),
+    };
+    full.parse::<Address>()
+        .map_err(|e| ConfigError::new(at, format!("{url:?}: {e}")))
 }
 
 impl PoolServer {
-    /// Parses one server; `at` names it in errors.
-    pub fn parse(at: &str, raw: &RawPoolServer) -> Result<Self, ConfigError> {
-        let (destination, chain_urls) = match raw.url.strip_prefix("tcp://") {
-            Some(hostport) => {
-                let address = hostport.parse::<Address>().map_err(|e| {
-                    ConfigError::new(format!("{at}.url"), format!("{:?}: {e}", raw.url))
-                })?;
+    /// Parses one server of a pool whose TLS settings are `tls`; `at` names it in errors.
+    pub fn parse(
+        at: &str,
+        raw: &RawPoolServer,
+        tls: Option<&PoolTls>,
+    ) -> Result<Self, ConfigError> {
+        let mut server_tls = None;
+        let (destination, chain_urls) = match backend_url(&raw.url) {
+            Some((hostport, is_tls, port)) => {
+                let address = backend_address(at, &raw.url, hostport, port)?;
+                if is_tls {
+                    let public;
+                    let pool_tls = match tls {
+                        Some(tls) => tls,
+                        None => {
+                            public = PoolTls::public_roots();
+                            &public
+                        }
+                    };
+                    server_tls = Some(pool_tls.for_server(at, &address)?);
+                }
                 (Some(address), raw.via.clone())
             }
             None if raw.url == DIRECT => {
@@ -81,7 +139,7 @@ impl PoolServer {
                 if !raw.via.is_empty() {
                     return Err(ConfigError::new(
                         format!("{at}.via"),
-                        "only tcp:// servers go through `via`; put the proxies in the url's chain instead",
+                        "only tcp://, ws:// and wss:// servers go through `via`; put the proxies in the url's chain instead",
                     ));
                 }
                 (None, vec![raw.url.clone()])
@@ -90,7 +148,7 @@ impl PoolServer {
         let chain = Chain::from_urls(&chain_urls).map_err(|e| {
             ConfigError::new(
                 at,
-                format!("{e}; servers are tcp://host:port, socks4://, socks4a://, socks5://, socks5h://, http://, https:// proxy URLs, or \"direct\""),
+                format!("{e}; servers are tcp://host:port, ws://, wss://, socks4://, socks4a://, socks5://, socks5h://, http://, https:// proxy URLs, or \"direct\""),
             )
         })?;
         let name = match &raw.name {
@@ -128,6 +186,7 @@ impl PoolServer {
             weight: raw.weight,
             backup: raw.backup,
             max_connections: raw.max_connections,
+            tls: server_tls,
         })
     }
 
@@ -150,6 +209,9 @@ impl PoolServer {
         }
         if let Some(max) = self.max_connections {
             upstream = upstream.max_connections(max);
+        }
+        if let Some(tls) = &self.tls {
+            upstream = upstream.tls(tls.backend());
         }
         upstream
     }
@@ -219,10 +281,15 @@ fn one_pool(at: &str, raw: RawPool) -> Result<PoolConfig, ConfigError> {
             "needs at least one server",
         ));
     }
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| PoolTls::load(&format!("{at}.tls"), t))
+        .transpose()?;
     let mut servers = Vec::with_capacity(raw.servers.len());
     let mut server_names = HashSet::new();
     for (j, server) in raw.servers.iter().enumerate() {
-        let server = PoolServer::parse(&format!("{at}.servers[{j}]"), server)?;
+        let server = PoolServer::parse(&format!("{at}.servers[{j}]"), server, tls.as_ref())?;
         if !server_names.insert(server.name.clone()) {
             return Err(ConfigError::new(
                 format!("{at}.servers[{j}]"),
@@ -230,6 +297,14 @@ fn one_pool(at: &str, raw: RawPool) -> Result<PoolConfig, ConfigError> {
             ));
         }
         servers.push(server);
+    }
+    let https = |url: &String| url.starts_with("https://");
+    let uses_tls = |s: &PoolServer| s.tls.is_some() || https(&s.url) || s.via.iter().any(https);
+    if tls.is_some() && !servers.iter().any(uses_tls) {
+        return Err(ConfigError::new(
+            format!("{at}.tls"),
+            "applies to wss:// servers and https:// proxies, and the pool has neither",
+        ));
     }
     let connect_timeout = positive(&format!("{at}.connect_timeout"), raw.connect_timeout.0)?;
     let health = raw
@@ -287,6 +362,7 @@ fn one_pool(at: &str, raw: RawPool) -> Result<PoolConfig, ConfigError> {
         ejection,
         retry,
         budget,
+        tls,
     })
 }
 
@@ -403,7 +479,7 @@ pub fn check_telegram_pool(name: &str, pools: &[PoolConfig]) -> Result<(), Confi
             return Err(ConfigError::new(
                 AT,
                 format!(
-                    "pool {name:?} has a tcp:// server ({}); DC connections need proxy servers or \"direct\"",
+                    "pool {name:?} has a backend server ({}); DC connections need proxy servers or \"direct\"",
                     server.name
                 ),
             ));
@@ -450,6 +526,15 @@ pub fn tcp_listeners(
                 format!("{at}.pool"),
                 format!(
                     "pool {:?} has a proxy server ({}) without a backend; a tcp listener needs tcp:// servers",
+                    pool.name, server.name
+                ),
+            ));
+        }
+        if let Some(server) = pool.servers.iter().find(|s| s.tls.is_some()) {
+            return Err(ConfigError::new(
+                format!("{at}.pool"),
+                format!(
+                    "pool {:?} has a wss:// server ({}); a tcp listener passes bytes as they are and needs tcp:// servers",
                     pool.name, server.name
                 ),
             ));
@@ -541,6 +626,7 @@ mod tests {
                 backup: false,
                 max_connections: None,
             },
+            None,
         )
     }
 
@@ -560,5 +646,14 @@ mod tests {
         assert_eq!(direct.name, "direct");
         assert!(direct.destination.is_none());
         assert!(server("direct", &["socks5://127.0.0.1:1"]).is_err());
+        let ws = server("ws://backend.example", &[]).unwrap();
+        assert_eq!(ws.destination.unwrap().to_string(), "backend.example:80");
+        assert!(ws.tls.is_none());
+        let wss = server("wss://[::1]", &[]).unwrap();
+        assert_eq!(wss.destination.unwrap().port(), 443);
+        let name = &wss.tls.unwrap().server_name;
+        assert_eq!(name.to_str(), "::1");
+        assert!(server("wss://backend.example:8443/chat", &[]).is_err());
+        assert!(server("wss://::1", &[]).is_err());
     }
 }

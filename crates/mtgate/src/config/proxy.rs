@@ -122,6 +122,8 @@ pub struct ProxyListener {
     pub proxy_protocol: Vec<IpNet>,
     /// The listener's upstream.
     pub upstream: Option<UpstreamConfig>,
+    /// TLS client settings for `https://` upstream proxies; `None`: the public roots.
+    pub upstream_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// The `[[gateway]]` whose agents carry the traffic, if any.
     pub gateway: Option<String>,
     /// The agent group of connections without a user, or of users without their own.

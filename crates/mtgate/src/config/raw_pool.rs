@@ -30,14 +30,32 @@ pub struct RawPool {
     /// Retries and their budget.
     #[serde(default)]
     pub retry: RawRetry,
+    /// TLS to the `wss://` servers (public roots and each server's host name when absent).
+    pub tls: Option<RawPoolTls>,
+}
+
+/// `[pool.tls]`: how mtgate speaks TLS to the pool's `wss://` servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoolTls {
+    /// PEM CA certificates (or the servers' own self-signed certificates) to verify the
+    /// servers against, instead of the public roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the servers' certificates must hold, sent as SNI (default: each server's host).
+    pub server_name: Option<String>,
+    /// PEM client certificate chain, for servers that require mTLS (with `key`).
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// One server of a pool.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPoolServer {
-    /// `tcp://host:port` for a backend, or a proxy URL (`socks5://…`, `http://…`) for a member
-    /// that carries each connection to the client's own destination.
+    /// `tcp://host:port` (or `ws://host[:port]`) for a backend, `wss://host[:port]` for a
+    /// backend reached over TLS, or a proxy URL (`socks5://…`, `http://…`) for a member that
+    /// carries each connection to the client's own destination.
     pub url: String,
     /// Its name in stats and the admin API (default: the URL without credentials).
     pub name: Option<String>,

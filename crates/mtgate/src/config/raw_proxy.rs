@@ -65,6 +65,9 @@ pub struct RawProxyListener {
     /// Send every connection through this `[[pool]]` instead (its health checks, strategy and
     /// retries apply); not together with `upstream`.
     pub upstream_pool: Option<String>,
+    /// TLS to `https://` upstream proxies (of the listener and its users): `ca` to verify
+    /// them against instead of the public roots, `cert` and `key` for mTLS.
+    pub upstream_tls: Option<super::raw_pool::RawPoolTls>,
     /// Send every connection through the agents of this `[[gateway]]` (the reverse tunnel);
     /// the agent group is the user's `agent_group`, else the user name, else `agent_group`.
     pub gateway: Option<String>,

@@ -6,9 +6,10 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 
 use ipnet::IpNet;
-use mtgate_client::Chain;
+use mtgate_client::{Chain, Kind};
 
 use super::ConfigError;
+use super::pool_tls::PoolTls;
 use super::proxy::{HttpSettings, Password, ProxyKind, ProxyListener, ProxyUser, UpstreamConfig};
 use super::raw_proxy::{RawPorts, RawProxyListener, RawProxyUser, RawRule};
 use super::validate::{check_name, positive};
@@ -191,6 +192,37 @@ fn listener_config(
         )?,
     };
     let idle_timeout = positive(&format!("{at}.idle_timeout"), raw.idle_timeout.0)?;
+    let upstream = upstream(
+        &format!("{at}.upstream"),
+        &raw.upstream,
+        raw.upstream_pool.as_deref(),
+    )?;
+    let upstream_tls = match &raw.upstream_tls {
+        None => None,
+        Some(tls) => {
+            let at = format!("{at}.upstream_tls");
+            if tls.server_name.is_some() {
+                return Err(ConfigError::new(
+                    format!("{at}.server_name"),
+                    "each https:// proxy is verified against its own host name; server_name is for wss:// pool servers",
+                ));
+            }
+            let members = std::iter::once(&upstream).chain(users.iter().map(|u| &u.upstream));
+            let any_https = members.flatten().any(|u| match u {
+                UpstreamConfig::Members(chains) => chains
+                    .iter()
+                    .any(|c| c.hops().iter().any(|p| p.kind() == Kind::Https)),
+                UpstreamConfig::Pool(_) => false,
+            });
+            if !any_https {
+                return Err(ConfigError::new(
+                    at,
+                    "applies to https:// proxies in upstream, and there is none (a [[pool]] has its own [pool.tls])",
+                ));
+            }
+            Some(PoolTls::load(&at, tls)?.config)
+        }
+    };
     Ok(ProxyListener {
         kind,
         name,
@@ -211,11 +243,8 @@ fn listener_config(
         },
         lockout,
         proxy_protocol,
-        upstream: upstream(
-            &format!("{at}.upstream"),
-            &raw.upstream,
-            raw.upstream_pool.as_deref(),
-        )?,
+        upstream,
+        upstream_tls,
         gateway: raw.gateway,
         agent_group: raw.agent_group,
         http: HttpSettings {

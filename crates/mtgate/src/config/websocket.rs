@@ -200,7 +200,7 @@ fn route(at: &str, r: RawWsRoute, pools: &[PoolConfig]) -> Result<WsRoute, Confi
         return Err(ConfigError::new(
             format!("{at}.pool"),
             format!(
-                "pool {:?} has a proxy server ({}) without a backend; websocket routes need tcp:// servers",
+                "pool {:?} has a proxy server ({}) without a backend; websocket routes need ws:// or wss:// (or tcp://) servers",
                 pool.name, server.name
             ),
         ));

@@ -114,11 +114,13 @@ impl PoolEntry {
     }
 }
 
-/// Dial options of a pool's connections: no TCP keepalive (mtgate closes idle connections
+/// Dial options of a pool's connections: `[pool.tls]` for `https://` proxies, no TCP keepalive (mtgate closes idle connections
 /// itself, and skipping it saves two system calls per connection).
 fn connect_options(config: &PoolConfig) -> ConnectOptions {
     let mut options = ConnectOptions::with_timeout(config.connect_timeout);
     options.dial.keepalive = None;
+    // `https://` proxies among the servers are verified with `[pool.tls]` too.
+    options.tls = config.tls.as_ref().map(|t| t.config.clone());
     options
 }
 
@@ -127,6 +129,7 @@ fn same_but_weight(a: &PoolServer, b: &PoolServer) -> bool {
         && a.via == b.via
         && a.backup == b.backup
         && a.max_connections == b.max_connections
+        && a.tls == b.tls
 }
 
 /// Every pool by name.

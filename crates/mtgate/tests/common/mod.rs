@@ -35,6 +35,11 @@ pub fn config(text: &str) -> Config {
     Config::parse(text, Origin::Embedded, &mut NoAuto).expect("valid test config")
 }
 
+/// Parses a test configuration that must be refused, and says why.
+pub fn config_error(text: &str) -> mtgate::config::ConfigError {
+    Config::parse(text, Origin::Embedded, &mut NoAuto).expect_err("an invalid test config")
+}
+
 /// A TCP server that records every byte it receives per connection and answers with
 /// [`WEBSITE_BANNER`] once the peer stops sending (or right away for an HTTP request).
 pub struct Website {

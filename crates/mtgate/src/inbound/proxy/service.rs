@@ -95,10 +95,11 @@ fn build_state(config: ProxyListener, gates: &mut HashMap<String, Arc<Gate>>) ->
         tracing::warn!(
             listener = config.name,
             user = user.name,
-            "plain-text password in the config: store an argon2 hash instead (mtgate hash-password)"
+            "plain-text password in the config: store an argon2 hash (mtgate hash-password) or a bcrypt one instead"
         );
     }
-    let options = ConnectOptions::with_timeout(config.connect_timeout);
+    let mut options = ConnectOptions::with_timeout(config.connect_timeout);
+    options.tls = config.upstream_tls.clone();
     let pool = config.upstream.as_ref().map(|u| build_pool(u, &options));
     let user_pools = config
         .users
