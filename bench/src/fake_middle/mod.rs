@@ -2,7 +2,8 @@
 //! middle-proxy mode speaks (wire reference §7).
 //!
 //! It answers the proxy's RPC_NONCE with its own, derives the AES-256-CBC keys from both
-//! nonces, both addresses and the proxy secret, answers RPC_HANDSHAKE, then for every
+//! nonces, both addresses and the proxy secret, answers RPC_HANDSHAKE (agreeing to CRC32C
+//! when asked, unless [`FakeMiddleConfig::crc32c`] is off), then for every
 //! RPC_PROXY_REQ
 //!
 //! - records what a test wants to assert: connection id, flags, client and proxy addresses,
@@ -65,6 +66,10 @@ pub struct Seen {
     pub handshakes: usize,
     /// Handshakes refused (wrong key selector, schema or keys).
     pub refused: usize,
+    /// Handshakes that asked for CRC32C (flag 0x800).
+    pub crc32c_asked: usize,
+    /// Connections framed with CRC32C after the handshake.
+    pub crc32c_used: usize,
     /// Every RPC_PROXY_REQ, in arrival order.
     pub requests: Vec<Request>,
     /// Connection ids announced closed by RPC_CLOSE_CONN.
@@ -97,6 +102,9 @@ pub struct FakeMiddleConfig {
     pub idle_timeout: Duration,
     /// Largest frame accepted.
     pub max_frame: usize,
+    /// Whether to agree to CRC32C when the proxy asks for it (handshake flag 0x800), as
+    /// Telegram's middle proxies may; off, the answer keeps CRC32.
+    pub crc32c: bool,
 }
 
 impl FakeMiddleConfig {
@@ -107,6 +115,7 @@ impl FakeMiddleConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_frame: 2 << 20,
+            crc32c: true,
         }
     }
 }

@@ -105,16 +105,21 @@ pub(super) async fn serve(
         conn.sealer.start_encryption(keys.write.encryptor());
         let hello =
             Handshake::decode(&conn.next(config.handshake_timeout).await?).map_err(protocol)?;
+        let asked = hello.flags & handshake_flag::CRC32C != 0;
+        let agreed = asked && config.crc32c;
         let answer = Handshake {
-            flags: hello.flags & handshake_flag::CRC32C,
+            flags: if agreed { handshake_flag::CRC32C } else { 0 },
             sender: ProcessId(*b"FAKEMIDDLEME"),
             peer: hello.sender,
         };
         conn.send(&[&answer.encode()]).await?;
-        if answer.flags & handshake_flag::CRC32C != 0 {
+        if agreed {
             conn.opener.set_checksum(Checksum::Crc32c);
             conn.sealer.set_checksum(Checksum::Crc32c);
         }
+        let mut seen = stats.lock();
+        seen.crc32c_asked += usize::from(asked);
+        seen.crc32c_used += usize::from(agreed);
         Ok::<(), SessionError>(())
     };
     if let Err(e) = handshake.await {

@@ -30,6 +30,28 @@ fn tag(hex: &str) -> [u8; 16] {
     mtgate_proto::hex::decode(hex).unwrap().try_into().unwrap()
 }
 
+/// Variations of [`MiddleFixture`].
+struct Opts<'a> {
+    idle_timeout: &'a str,
+    /// Extra lines of `[telegram.middle]`.
+    middle: &'a str,
+    /// Extra lines of the `[[mtproto]]` listener.
+    listener: &'a str,
+    /// Whether the DC 2 middle proxy agrees to CRC32C.
+    crc32c: bool,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Self {
+            idle_timeout: "10s",
+            middle: "",
+            listener: "",
+            crc32c: true,
+        }
+    }
+}
+
 /// Two fake middle proxies (DC 2 and DC 4) and mtgate in middle mode in front of them.
 struct MiddleFixture {
     server: Server,
@@ -62,12 +84,29 @@ impl MiddleFixture {
     }
 
     async fn start_with(name: &str, idle_timeout: &str, middle: &str) -> Self {
-        let me2 = FakeMiddle::start(
-            "127.0.0.1:0".parse().unwrap(),
-            FakeMiddleConfig::new(proxy_secret()),
+        Self::start_opts(
+            name,
+            Opts {
+                idle_timeout,
+                middle,
+                ..Opts::default()
+            },
         )
         .await
-        .unwrap();
+    }
+
+    async fn start_opts(name: &str, opts: Opts<'_>) -> Self {
+        let Opts {
+            idle_timeout,
+            middle,
+            listener,
+            crc32c,
+        } = opts;
+        let mut me2_config = FakeMiddleConfig::new(proxy_secret());
+        me2_config.crc32c = crc32c;
+        let me2 = FakeMiddle::start("127.0.0.1:0".parse().unwrap(), me2_config)
+            .await
+            .unwrap();
         let me4 = FakeMiddle::start(
             "127.0.0.1:0".parse().unwrap(),
             FakeMiddleConfig::new(proxy_secret()),
@@ -107,6 +146,7 @@ impl MiddleFixture {
             listen = ["127.0.0.1:0", "[::1]:0"]
             modes = ["classic", "padded", "fake-tls"]
             idle_timeout = "{idle_timeout}"
+            {listener}
             [mtproto.fake_tls]
             domains = ["{DOMAIN}"]
             [mtproto.masking]
@@ -236,6 +276,31 @@ async fn every_mode_echoes_with_the_ad_tag_flags_and_addresses() {
     // Many clients, few connections: at most max_connections = 2 per middle proxy.
     assert!(f.seen2().handshakes <= 2, "{:?}", f.seen2().handshakes);
     drop(f.server);
+}
+
+#[tokio::test]
+async fn crc32c_is_asked_for_and_crc32_kept_when_refused() {
+    for crc32c in [true, false] {
+        let f = MiddleFixture::start_opts(
+            if crc32c { "crc32c" } else { "crc32" },
+            Opts {
+                crc32c,
+                ..Opts::default()
+            },
+        )
+        .await;
+        let cfg = client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, 2);
+        let mut conn = connect(f.proxy, &cfg).await;
+        for seed in 0..3 {
+            conn.echo(&packet(4000, seed)).await.unwrap();
+        }
+        let seen = f.seen2();
+        assert!(seen.handshakes >= 1);
+        assert_eq!(seen.crc32c_asked, seen.handshakes, "mtgate always asks");
+        let expected = if crc32c { seen.handshakes } else { 0 };
+        assert_eq!(seen.crc32c_used, expected, "crc32c agreed: {crc32c}");
+        assert_eq!(seen.requests.len(), 3);
+    }
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
