@@ -1,5 +1,5 @@
 //! MTProto-over-HTTP queries on arbitrary bytes: no panic, the request never claims more bytes
-//! than given, the body is a whole number of words under the cap, and detection agrees.
+//! than given, and the body is a whole number of words under the cap.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +18,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(q.body.len() < MAX_BODY && q.body.len() % 4 == 0);
             assert!(q.method == Method::Post || q.body.is_empty());
             assert!(q.user_agent.len() <= MAX_INFO_VALUE);
-            assert_eq!(http::is_api_request(data), Some(true));
         }
         Ok(None) => {}
         Err(e) => {
