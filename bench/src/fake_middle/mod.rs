@@ -7,7 +7,7 @@
 //! RPC_PROXY_REQ
 //!
 //! - records what a test wants to assert: connection id, flags, client and proxy addresses,
-//!   ad tag ([`Request`]);
+//!   ad tag, and for the HTTP transport the TL_HTTP_QUERY_INFO headers ([`Request`]);
 //! - sends RPC_SIMPLE_ACK first when the QUICKACK flag is set, with the first four payload
 //!   bytes as the token;
 //! - answers RPC_CLOSE_EXT instead of an echo when bytes 8..16 of the payload are
@@ -47,8 +47,21 @@ pub struct Request {
     pub proxy: SocketAddr,
     /// The ad tag.
     pub ad_tag: Option<[u8; 16]>,
+    /// TL_HTTP_QUERY_INFO, for queries of the HTTP transport.
+    pub http: Option<HttpSeen>,
     /// Payload length.
     pub len: usize,
+}
+
+/// The HTTP headers an RPC_PROXY_REQ carried in TL_HTTP_QUERY_INFO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSeen {
+    /// `Origin`.
+    pub origin: Vec<u8>,
+    /// `Referer`.
+    pub referer: Vec<u8>,
+    /// `User-Agent`.
+    pub user_agent: Vec<u8>,
 }
 
 /// What the fake has seen, live.

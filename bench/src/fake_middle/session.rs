@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{CLOSE_ME, FakeMiddleConfig, FakeMiddleStats, Request};
+use super::{CLOSE_ME, FakeMiddleConfig, FakeMiddleStats, HttpSeen, Request};
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,11 @@ pub(super) async fn serve(
             client: req.client,
             proxy: req.proxy,
             ad_tag: req.ad_tag,
+            http: req.http.map(|h| HttpSeen {
+                origin: h.origin.to_vec(),
+                referer: h.referer.to_vec(),
+                user_agent: h.user_agent.to_vec(),
+            }),
             len: req.payload.len(),
         });
         let mut answer = Vec::with_capacity(16 + req.payload.len());
