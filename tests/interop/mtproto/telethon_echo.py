@@ -9,7 +9,9 @@ over IPv4 and IPv6. Each connection sends frames of several sizes and checks tha
 echo comes back byte for byte.
 
 In middle mode the fake middle proxy checks the RPC protocol (keys, handshake, CRC, CBC) and
-echoes each RPC_PROXY_REQ; it prints the ad tags it received, which must be exactly ours.
+echoes each RPC_PROXY_REQ; it prints the ad tags it received, which must be exactly ours. The
+listener then also serves MTProto over HTTP (http_transport), which Telethon's ConnectionHttp
+speaks when pointed at mtgate as if it were a DC.
 
 Usage: telethon_echo.py MTGATE_BINARY MTGATE_BENCH_BINARY [--middle]
 """
@@ -24,6 +26,7 @@ import sys
 import tempfile
 
 from telethon.network.connection import (
+    ConnectionHttp,
     ConnectionTcpMTProxyAbridged,
     ConnectionTcpMTProxyIntermediate,
     ConnectionTcpMTProxyRandomizedIntermediate,
@@ -82,7 +85,7 @@ max_connections = 2
     return proc, telegram
 
 
-def start_mtgate(binary, telegram, workdir):
+def start_mtgate(binary, telegram, workdir, http):
     port = free_port()
     config = os.path.join(workdir, "mtgate.toml")
     with open(config, "w") as f:
@@ -98,6 +101,7 @@ enabled = false
 name = "interop"
 listen = ["127.0.0.1:{port}", "[::1]:{port}"]
 modes = ["classic", "padded", "fake-tls"]
+http_transport = {"true" if http else "false"}
 [mtproto.fake_tls]
 domains = ["{DOMAIN}"]
 [mtproto.masking]
@@ -129,7 +133,11 @@ SIZES = (64, 1024, 4000, 100_000)
 
 async def echo_through(name, cls, host, port, secret, dc):
     loggers = collections.defaultdict(lambda: logging.getLogger("telethon"))
-    conn = cls("149.154.167.51", 443, dc, loggers=loggers, proxy=(host, port, secret))
+    if secret is None:
+        # No proxy at all: the client takes mtgate for a DC speaking HTTP.
+        conn = cls(host, port, dc, loggers=loggers)
+    else:
+        conn = cls("149.154.167.51", 443, dc, loggers=loggers, proxy=(host, port, secret))
     await asyncio.wait_for(conn.connect(timeout=TIMEOUT), TIMEOUT)
     try:
         for size in SIZES:
@@ -153,7 +161,7 @@ async def main(mtgate, bench, middle):
 [telegram]
 dc_overrides = {{ "2" = ["{dc_addr}"], "4" = ["{dc_addr}"] }}
 """
-    proxy, port = start_mtgate(mtgate, telegram, workdir)
+    proxy, port = start_mtgate(mtgate, telegram, workdir, middle)
     cases = []
     try:
         await wait_for_port("127.0.0.1", port)
@@ -165,6 +173,8 @@ dc_overrides = {{ "2" = ["{dc_addr}"], "4" = ["{dc_addr}"] }}
             # TelethonFakeTLS takes the ee secret without its leading "ee".
             ("TelethonFakeTLS ee", ConnectionTcpMTProxyFakeTLS, SECRET + DOMAIN.encode().hex()),
         ]
+        if middle:
+            kinds.append(("ConnectionHttp (MTProto over HTTP)", ConnectionHttp, None))
         cases = [
             (f"{kind} via {host} to dc{dc}", cls, host, secret, dc)
             for host in ("127.0.0.1", "::1")
