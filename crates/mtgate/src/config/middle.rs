@@ -309,7 +309,9 @@ mod tests {
         let http = LISTENER.replace("modes =", "http_transport = true\nmodes =");
         let err = parse(&http, embedded()).unwrap_err();
         assert!(
-            err.starts_with("mtproto[0].http_transport: MTProto over HTTP is served through middle proxies only"),
+            err.starts_with(
+                "mtproto[0].http_transport: MTProto over HTTP is served through middle proxies only"
+            ),
             "{err}"
         );
     }
