@@ -102,6 +102,10 @@ pub async fn serve(
                 out.clear();
                 let step = answer(&stream, peer, &query, state, shared, entry, &mut out).await;
                 received.drain(..consumed);
+                if received.is_empty() {
+                    // A keep-alive connection waiting for its next request holds no buffer.
+                    received = Vec::new();
+                }
                 match step {
                     Step::Again if keep_alive => Step::Again,
                     Step::Again => Step::End(None),
