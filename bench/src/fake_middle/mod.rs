@@ -11,7 +11,8 @@
 //! - sends RPC_SIMPLE_ACK first when the QUICKACK flag is set, with the first four payload
 //!   bytes as the token;
 //! - answers RPC_CLOSE_EXT instead of an echo when bytes 8..16 of the payload are
-//!   [`CLOSE_ME`];
+//!   [`CLOSE_ME`], or a transport error (RPC_PROXY_ANS with flag 0x10 and the 4-byte code
+//!   −429) when they are [`ERROR_ME`];
 //! - otherwise echoes the payload back as RPC_PROXY_ANS.
 //!
 //! After the handshake it sends one RPC_PING and counts the RPC_PONG; RPC_PING from the proxy is
@@ -31,6 +32,9 @@ use tokio_util::task::TaskTracker;
 
 /// Bytes 8..16 of a payload that make the fake answer RPC_CLOSE_EXT.
 pub const CLOSE_ME: &[u8; 8] = b"closeme!";
+
+/// Bytes 8..16 of a payload that make the fake answer with the transport error −429.
+pub const ERROR_ME: &[u8; 8] = b"errorme!";
 
 /// One RPC_PROXY_REQ as received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{CLOSE_ME, FakeMiddleConfig, FakeMiddleStats, HttpSeen, Request};
+use super::{CLOSE_ME, ERROR_ME, FakeMiddleConfig, FakeMiddleStats, HttpSeen, Request};
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +175,14 @@ pub(super) async fn serve(
             conn.send(&[&answer]).await?;
             answer.clear();
         }
-        let message = if req.payload.get(8..16) == Some(CLOSE_ME) {
+        let error = (-429i32).to_le_bytes();
+        let message = if req.payload.get(8..16) == Some(ERROR_ME) {
+            MeMessage::ProxyAns {
+                flags: 0x10,
+                conn_id: req.conn_id,
+                payload: &error,
+            }
+        } else if req.payload.get(8..16) == Some(CLOSE_ME) {
             MeMessage::CloseExt {
                 conn_id: req.conn_id,
             }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::*;
 use mtgate::server::Server;
 use mtgate_bench::client::{ClientConfig, is_echo_of};
-use mtgate_bench::fake_middle::{CLOSE_ME, FakeMiddle, FakeMiddleConfig, FakeMiddleStats, Seen};
+use mtgate_bench::fake_middle::{
+    CLOSE_ME, ERROR_ME, FakeMiddle, FakeMiddleConfig, FakeMiddleStats, Seen,
+};
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::middle::consts::{flag, unencrypted};
 use mtgate_proto::mtproto::middle::secret::ProxySecret;
@@ -422,6 +424,15 @@ async fn mtproto_over_http_is_forwarded_with_the_query_info() {
         r.flags,
         flag::HTTP_CLIENT | flag::HAS_AD_TAG | flag::NOT_ENCRYPTED
     );
+    // A transport error from Telegram becomes its HTTP status.
+    let mut error_me = packet(64, 3);
+    error_me[8..16].copy_from_slice(ERROR_ME);
+    let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+    let (status, _, _) = http_exchange(&mut stream, &post("/api", "", &error_me))
+        .await
+        .unwrap();
+    assert_eq!(status, 429);
+    assert!(read_until_close(&mut stream).await.is_empty());
     // A CORS preflight.
     let mut stream = TcpStream::connect(f.proxy).await.unwrap();
     let (status, head, body) =

@@ -15,6 +15,8 @@
 //!   `200` with an empty body;
 //! - the `Origin`, `Referer` and `User-Agent` headers (at most [`MAX_INFO_VALUE`] bytes each)
 //!   travel to the middle proxy in TL_HTTP_QUERY_INFO;
+//! - an answer that is a transport error (a lone negative code such as −429) becomes that
+//!   HTTP status, and the connection closes;
 //! - the answer is `200 OK`, `application/octet-stream`, `no-store`, with `Content-length`
 //!   last (clients such as Telethon read the body right after that line), and keeps the
 //!   connection open when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
@@ -228,6 +230,18 @@ pub fn write_options_answer(keep_alive: bool, cors: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// The HTTP status for an answer that is a transport error: MTProto answers an error with
+/// a lone negative 32-bit code (−404, −429…), which the official proxy turns into that status
+/// (it sees the middle proxy's flag 0x10; no MTProto message is 4 bytes long, so the length
+/// says the same).
+pub fn transport_error(answer: &[u8]) -> Option<u16> {
+    let code: [u8; 4] = answer.try_into().ok()?;
+    let status = i32::from_le_bytes(code).checked_neg()?;
+    u16::try_from(status)
+        .ok()
+        .filter(|s| (400..600).contains(s))
+}
+
 /// Appends an error answer with `status`; the connection closes after it.
 pub fn write_error(status: u16, out: &mut Vec<u8>) {
     let reason = match status {
@@ -235,6 +249,7 @@ pub fn write_error(status: u16, out: &mut Vec<u8>) {
         404 => "Not Found",
         413 => "Payload Too Large",
         414 => "URI Too Long",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

@@ -130,3 +130,13 @@ fn answers_are_byte_exact() {
     write_options_answer(true, true, &mut out);
     assert!(out.ends_with(b"Content-length: 0\r\n\r\n"));
 }
+
+#[test]
+fn transport_errors_become_statuses() {
+    assert_eq!(transport_error(&(-404i32).to_le_bytes()), Some(404));
+    assert_eq!(transport_error(&(-429i32).to_le_bytes()), Some(429));
+    assert_eq!(transport_error(&404i32.to_le_bytes()), None);
+    assert_eq!(transport_error(&(-1i32).to_le_bytes()), None);
+    assert_eq!(transport_error(&i32::MIN.to_le_bytes()), None);
+    assert_eq!(transport_error(&[0; 8]), None);
+}

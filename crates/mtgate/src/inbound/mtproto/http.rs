@@ -11,7 +11,8 @@
 //! 3. it goes, as RPC_PROXY_REQ with the HTTP flags and TL_HTTP_QUERY_INFO, to a connection
 //!    of the `default` cluster of `proxy-multi.conf` (an HTTP client names no DC), under a
 //!    connection id of its own;
-//! 4. the first RPC_PROXY_ANS for that id is the answer (`200`); quick acks are ignored;
+//! 4. the first RPC_PROXY_ANS for that id is the answer (`200`, or the status of a 4-byte
+//!    transport error such as −429, and a close); quick acks are ignored;
 //!    RPC_CLOSE_EXT, or the middle-proxy connection ending, closes the client unanswered; no
 //!    answer within `idle_timeout` is a `500` and a close;
 //! 5. the id is released (RPC_CLOSE_CONN), so later answers for it are dropped, and the next
@@ -252,6 +253,11 @@ async fn answer(
     // Releasing the id before writing: answers arriving later for it are dropped.
     drop(link);
     match answered {
+        Ok(Ok(body)) if mtproto_http::transport_error(&body).is_some() => {
+            let status = mtproto_http::transport_error(&body).unwrap_or(500);
+            answer_error(stream, status, config.idle_timeout).await;
+            Step::End(Some("http_transport_error"))
+        }
         Ok(Ok(body)) => {
             mtproto_http::write_answer_head(body.len(), query.keep_alive, query.cors, out);
             out.extend_from_slice(&body);
