@@ -4,6 +4,7 @@
 #
 #   bench/mtproto.sh                 # everything
 #   DURATION=1s IDLE_CONNECTIONS=2000 bench/mtproto.sh   # quicker
+#   WORKERS="1 2" bench/mtproto.sh   # only mtgate dd, once per `server.workers` value (-M N)
 #
 # What it does: builds the release binaries, starts one fake DC (raw echo), then for each
 # proxy and secret kind starts a fresh proxy pointed at the fake DC, runs `mtgate-bench load`
@@ -25,8 +26,10 @@ DOMAIN_HEX="$(printf '%s' "$DOMAIN" | od -An -tx1 | tr -d ' \n')"
 SECRET_DD="dd${KEY}"
 SECRET_EE="ee${KEY}${DOMAIN_HEX}"
 
-BENCH="$ROOT/target/release/mtgate-bench"
-MTGATE="$ROOT/target/release/mtgate"
+WORKERS="${WORKERS:-}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH="$TARGET_DIR/release/mtgate-bench"
+MTGATE="$TARGET_DIR/release/mtgate"
 VENV="$ROOT/bench/.venv"
 RESULTS="$ROOT/bench/results"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mtgate-bench.XXXXXX")"
@@ -155,8 +158,17 @@ DC_PORT="${DC_ADDR##*:}"
 run_load ceiling "$DC_ADDR" "" "" --skip idle
 
 # --- mtgate ----------------------------------------------------------------------------------
+# mtgate_row KIND SECRET [WORKERS [extra load args...]]: WORKERS sets `server.workers` (the
+# runtime's worker threads, what the official -M N maps to) and names the row KIND-wN.
 mtgate_row() {
-  local kind="$1" secret="$2" port pid
+  local kind="$1" secret="$2" workers="${3:-}" port pid
+  shift 2
+  shift $(($# > 0 ? 1 : 0))
+  local workers_line=""
+  if [[ -n "$workers" ]]; then
+    workers_line="workers = $workers"
+    kind="$kind-w$workers"
+  fi
   if [[ ! -x "$MTGATE" ]]; then
     not_run "mtgate-$kind" "mtgate: not built ($MTGATE_BUILD)"
     return
@@ -166,6 +178,7 @@ mtgate_row() {
 [server]
 log_level = "warn"
 state_dir = "$WORK/mtgate-state-$kind"
+$workers_line
 
 [metrics]
 listen = "127.0.0.1:0"
@@ -195,11 +208,17 @@ EOF
     stop "$pid"
     return
   fi
-  run_load "mtgate-$kind" "127.0.0.1:$port" "$pid" "$secret"
+  run_load "mtgate-$kind" "127.0.0.1:$port" "$pid" "$secret" "$@"
   stop "$pid"
 }
-mtgate_row dd "$SECRET_DD"
-mtgate_row ee "$SECRET_EE"
+if [[ -n "$WORKERS" ]]; then
+  for w in $WORKERS; do
+    mtgate_row dd "$SECRET_DD" "$w" --skip idle
+  done
+else
+  mtgate_row dd "$SECRET_DD"
+  mtgate_row ee "$SECRET_EE"
+fi
 
 # --- mtprotoproxy ----------------------------------------------------------------------------
 MTPP_REASON=""
@@ -244,9 +263,11 @@ mtprotoproxy_row() {
   run_load "mtprotoproxy-$kind" "127.0.0.1:$port" "$pid" "$secret"
   stop "$pid"
 }
-setup_mtprotoproxy || true
-mtprotoproxy_row dd "$SECRET_DD"
-mtprotoproxy_row ee "$SECRET_EE"
+if [[ -z "$WORKERS" ]]; then
+  setup_mtprotoproxy || true
+  mtprotoproxy_row dd "$SECRET_DD"
+  mtprotoproxy_row ee "$SECRET_EE"
+fi
 
 # --- table -----------------------------------------------------------------------------------
 CEILING_8="$(kv ceiling throughput_mbps_c8)"
@@ -305,6 +326,10 @@ print_table() {
     done
   done
 
+  if [[ -n "$WORKERS" ]]; then
+    printf '\nworkers runs (WORKERS="%s"): idle memory not measured\n' "$WORKERS"
+    return
+  fi
   printf '\ntargets (issue): mtgate ee 8c >= 40%% of ceiling, dd >= 45%%; handshakes ee >= 4000/s,'
   printf ' dd >= 6000/s; RSS with 10,000 idle connections <= 50 MB\n'
   check_targets mtgate-ee 40 4000

@@ -2,15 +2,17 @@
 //! middle-proxy mode speaks (wire reference §7).
 //!
 //! It answers the proxy's RPC_NONCE with its own, derives the AES-256-CBC keys from both
-//! nonces, both addresses and the proxy secret, answers RPC_HANDSHAKE, then for every
+//! nonces, both addresses and the proxy secret, answers RPC_HANDSHAKE (agreeing to CRC32C
+//! when asked, unless [`FakeMiddleConfig::crc32c`] is off), then for every
 //! RPC_PROXY_REQ
 //!
 //! - records what a test wants to assert: connection id, flags, client and proxy addresses,
-//!   ad tag ([`Request`]);
+//!   ad tag, and for the HTTP transport the TL_HTTP_QUERY_INFO headers ([`Request`]);
 //! - sends RPC_SIMPLE_ACK first when the QUICKACK flag is set, with the first four payload
 //!   bytes as the token;
 //! - answers RPC_CLOSE_EXT instead of an echo when bytes 8..16 of the payload are
-//!   [`CLOSE_ME`];
+//!   [`CLOSE_ME`], or a transport error (RPC_PROXY_ANS with flag 0x10 and the 4-byte code
+//!   −429) when they are [`ERROR_ME`];
 //! - otherwise echoes the payload back as RPC_PROXY_ANS.
 //!
 //! After the handshake it sends one RPC_PING and counts the RPC_PONG; RPC_PING from the proxy is
@@ -31,6 +33,9 @@ use tokio_util::task::TaskTracker;
 /// Bytes 8..16 of a payload that make the fake answer RPC_CLOSE_EXT.
 pub const CLOSE_ME: &[u8; 8] = b"closeme!";
 
+/// Bytes 8..16 of a payload that make the fake answer with the transport error −429.
+pub const ERROR_ME: &[u8; 8] = b"errorme!";
+
 /// One RPC_PROXY_REQ as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -46,8 +51,21 @@ pub struct Request {
     pub proxy: SocketAddr,
     /// The ad tag.
     pub ad_tag: Option<[u8; 16]>,
+    /// TL_HTTP_QUERY_INFO, for queries of the HTTP transport.
+    pub http: Option<HttpSeen>,
     /// Payload length.
     pub len: usize,
+}
+
+/// The HTTP headers an RPC_PROXY_REQ carried in TL_HTTP_QUERY_INFO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSeen {
+    /// `Origin`.
+    pub origin: Vec<u8>,
+    /// `Referer`.
+    pub referer: Vec<u8>,
+    /// `User-Agent`.
+    pub user_agent: Vec<u8>,
 }
 
 /// What the fake has seen, live.
@@ -65,6 +83,10 @@ pub struct Seen {
     pub handshakes: usize,
     /// Handshakes refused (wrong key selector, schema or keys).
     pub refused: usize,
+    /// Handshakes that asked for CRC32C (flag 0x800).
+    pub crc32c_asked: usize,
+    /// Connections framed with CRC32C after the handshake.
+    pub crc32c_used: usize,
     /// Every RPC_PROXY_REQ, in arrival order.
     pub requests: Vec<Request>,
     /// Connection ids announced closed by RPC_CLOSE_CONN.
@@ -97,6 +119,9 @@ pub struct FakeMiddleConfig {
     pub idle_timeout: Duration,
     /// Largest frame accepted.
     pub max_frame: usize,
+    /// Whether to agree to CRC32C when the proxy asks for it (handshake flag 0x800), as
+    /// Telegram's middle proxies may; off, the answer keeps CRC32.
+    pub crc32c: bool,
 }
 
 impl FakeMiddleConfig {
@@ -107,6 +132,7 @@ impl FakeMiddleConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_frame: 2 << 20,
+            crc32c: true,
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{CLOSE_ME, FakeMiddleConfig, FakeMiddleStats, Request};
+use super::{CLOSE_ME, ERROR_ME, FakeMiddleConfig, FakeMiddleStats, HttpSeen, Request};
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -105,16 +105,21 @@ pub(super) async fn serve(
         conn.sealer.start_encryption(keys.write.encryptor());
         let hello =
             Handshake::decode(&conn.next(config.handshake_timeout).await?).map_err(protocol)?;
+        let asked = hello.flags & handshake_flag::CRC32C != 0;
+        let agreed = asked && config.crc32c;
         let answer = Handshake {
-            flags: hello.flags & handshake_flag::CRC32C,
+            flags: if agreed { handshake_flag::CRC32C } else { 0 },
             sender: ProcessId(*b"FAKEMIDDLEME"),
             peer: hello.sender,
         };
         conn.send(&[&answer.encode()]).await?;
-        if answer.flags & handshake_flag::CRC32C != 0 {
+        if agreed {
             conn.opener.set_checksum(Checksum::Crc32c);
             conn.sealer.set_checksum(Checksum::Crc32c);
         }
+        let mut seen = stats.lock();
+        seen.crc32c_asked += usize::from(asked);
+        seen.crc32c_used += usize::from(agreed);
         Ok::<(), SessionError>(())
     };
     if let Err(e) = handshake.await {
@@ -152,6 +157,11 @@ pub(super) async fn serve(
             client: req.client,
             proxy: req.proxy,
             ad_tag: req.ad_tag,
+            http: req.http.map(|h| HttpSeen {
+                origin: h.origin.to_vec(),
+                referer: h.referer.to_vec(),
+                user_agent: h.user_agent.to_vec(),
+            }),
             len: req.payload.len(),
         });
         let mut answer = Vec::with_capacity(16 + req.payload.len());
@@ -165,7 +175,14 @@ pub(super) async fn serve(
             conn.send(&[&answer]).await?;
             answer.clear();
         }
-        let message = if req.payload.get(8..16) == Some(CLOSE_ME) {
+        let error = (-429i32).to_le_bytes();
+        let message = if req.payload.get(8..16) == Some(ERROR_ME) {
+            MeMessage::ProxyAns {
+                flags: 0x10,
+                conn_id: req.conn_id,
+                payload: &error,
+            }
+        } else if req.payload.get(8..16) == Some(CLOSE_ME) {
             MeMessage::CloseExt {
                 conn_id: req.conn_id,
             }

@@ -152,6 +152,7 @@ impl Server {
         });
         if let Some(middle) = &middle {
             registry.register_collector(Box::new(MiddleCollector(middle.clone())));
+            middle.warm();
         }
         let pool = BufferPool::new(
             config.limits.buffer_size,

@@ -11,13 +11,17 @@ use std::time::Duration;
 use common::*;
 use mtgate::server::Server;
 use mtgate_bench::client::{ClientConfig, is_echo_of};
-use mtgate_bench::fake_middle::{CLOSE_ME, FakeMiddle, FakeMiddleConfig, FakeMiddleStats, Seen};
+use mtgate_bench::fake_middle::{
+    CLOSE_ME, ERROR_ME, FakeMiddle, FakeMiddleConfig, FakeMiddleStats, Seen,
+};
 use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::middle::consts::{flag, unencrypted};
 use mtgate_proto::mtproto::middle::secret::ProxySecret;
 use mtgate_proto::mtproto::obfs2::ProtoTag;
 use mtgate_proto::mtproto::secret::ClientSecret;
 use mtgate_proto::mtproto::transport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const GLOBAL_TAG: &str = "00112233445566778899aabbccddeeff";
 const BOB_TAG: &str = "ffeeddccbbaa99887766554433221100";
@@ -28,6 +32,31 @@ fn proxy_secret() -> ProxySecret {
 
 fn tag(hex: &str) -> [u8; 16] {
     mtgate_proto::hex::decode(hex).unwrap().try_into().unwrap()
+}
+
+/// Variations of [`MiddleFixture`].
+struct Opts<'a> {
+    idle_timeout: &'a str,
+    /// Extra lines of `[telegram.middle]`.
+    middle: &'a str,
+    /// Extra lines of the `[[mtproto]]` listener.
+    listener: &'a str,
+    /// Whether the DC 2 middle proxy agrees to CRC32C.
+    crc32c: bool,
+    /// The lines of `[mtproto.masking]`.
+    masking: String,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Self {
+            idle_timeout: "10s",
+            middle: "",
+            listener: "",
+            crc32c: true,
+            masking: "enabled = false".into(),
+        }
+    }
 }
 
 /// Two fake middle proxies (DC 2 and DC 4) and mtgate in middle mode in front of them.
@@ -62,12 +91,30 @@ impl MiddleFixture {
     }
 
     async fn start_with(name: &str, idle_timeout: &str, middle: &str) -> Self {
-        let me2 = FakeMiddle::start(
-            "127.0.0.1:0".parse().unwrap(),
-            FakeMiddleConfig::new(proxy_secret()),
+        Self::start_opts(
+            name,
+            Opts {
+                idle_timeout,
+                middle,
+                ..Opts::default()
+            },
         )
         .await
-        .unwrap();
+    }
+
+    async fn start_opts(name: &str, opts: Opts<'_>) -> Self {
+        let Opts {
+            idle_timeout,
+            middle,
+            listener,
+            crc32c,
+            masking,
+        } = opts;
+        let mut me2_config = FakeMiddleConfig::new(proxy_secret());
+        me2_config.crc32c = crc32c;
+        let me2 = FakeMiddle::start("127.0.0.1:0".parse().unwrap(), me2_config)
+            .await
+            .unwrap();
         let me4 = FakeMiddle::start(
             "127.0.0.1:0".parse().unwrap(),
             FakeMiddleConfig::new(proxy_secret()),
@@ -107,10 +154,11 @@ impl MiddleFixture {
             listen = ["127.0.0.1:0", "[::1]:0"]
             modes = ["classic", "padded", "fake-tls"]
             idle_timeout = "{idle_timeout}"
+            {listener}
             [mtproto.fake_tls]
             domains = ["{DOMAIN}"]
             [mtproto.masking]
-            enabled = false
+            {masking}
             [mtproto.users]
             alice = "{ALICE}"
             bob = {{ secret = "{BOB}", ad_tag = "{BOB_TAG}" }}
@@ -238,6 +286,227 @@ async fn every_mode_echoes_with_the_ad_tag_flags_and_addresses() {
     drop(f.server);
 }
 
+#[tokio::test]
+async fn crc32c_is_asked_for_and_crc32_kept_when_refused() {
+    for crc32c in [true, false] {
+        let f = MiddleFixture::start_opts(
+            if crc32c { "crc32c" } else { "crc32" },
+            Opts {
+                crc32c,
+                ..Opts::default()
+            },
+        )
+        .await;
+        let cfg = client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, 2);
+        let mut conn = connect(f.proxy, &cfg).await;
+        for seed in 0..3 {
+            conn.echo(&packet(4000, seed)).await.unwrap();
+        }
+        let seen = f.seen2();
+        assert!(seen.handshakes >= 1);
+        assert_eq!(seen.crc32c_asked, seen.handshakes, "mtgate always asks");
+        let expected = if crc32c { seen.handshakes } else { 0 };
+        assert_eq!(seen.crc32c_used, expected, "crc32c agreed: {crc32c}");
+        assert_eq!(seen.requests.len(), 3);
+    }
+}
+
+/// Sends `request` and reads one answer: status, head, body (by its Content-length).
+async fn http_exchange(stream: &mut TcpStream, request: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    stream.write_all(request).await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(got[..end + 4].to_vec()).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                return Some((status, head, got[end + 4..end + 4 + len].to_vec()));
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn post(path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: 149.154.167.51:80\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[tokio::test]
+async fn mtproto_over_http_is_forwarded_with_the_query_info() {
+    let website = Website::start().await;
+    let f = MiddleFixture::start_opts(
+        "http",
+        Opts {
+            listener: "http_transport = true",
+            masking: format!(
+                "enabled = true\nhost = \"127.0.0.1\"\nport = {}",
+                website.addr.port()
+            ),
+            ..Opts::default()
+        },
+    )
+    .await;
+    // Two queries on one keep-alive connection, each under an id of its own.
+    let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+    let client_addr = stream.local_addr().unwrap();
+    let extra = "Origin: https://web.example\r\nUser-Agent: test/1\r\nConnection: keep-alive\r\n";
+    let mut ids = Vec::new();
+    for seed in [1, 2] {
+        let payload = packet(4000, seed);
+        let (status, head, body) = http_exchange(&mut stream, &post("/api", extra, &payload))
+            .await
+            .expect("an answer");
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+        assert!(head.ends_with(&format!("Content-length: {}\r\n\r\n", payload.len())));
+        assert_eq!(body, payload);
+        let r = f.seen2().requests.last().cloned().unwrap();
+        assert_eq!(
+            r.flags,
+            flag::HTTP_CLIENT | flag::HAS_AD_TAG,
+            "{:#x}",
+            r.flags
+        );
+        assert_eq!(r.ad_tag, Some(tag(GLOBAL_TAG)));
+        assert_eq!(r.client, client_addr);
+        assert_eq!(r.proxy, f.proxy);
+        let http = r.http.expect("TL_HTTP_QUERY_INFO");
+        assert_eq!(http.origin, b"https://web.example");
+        assert_eq!(http.referer, b"");
+        assert_eq!(http.user_agent, b"test/1");
+        ids.push(r.conn_id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    // Each id is released once answered.
+    eventually("RPC_CLOSE_CONN for both", || {
+        let closed = f.seen2().closed;
+        ids.iter().all(|id| closed.contains(id))
+    })
+    .await;
+    // The key exchange goes unencrypted (flag 2), CORS for /apiw, close on request.
+    let mut req_pq = vec![0u8; 40];
+    req_pq[16..20].copy_from_slice(&20u32.to_le_bytes());
+    req_pq[20..24].copy_from_slice(&unencrypted::REQ_PQ_MULTI.to_le_bytes());
+    let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+    let (status, head, body) = http_exchange(
+        &mut stream,
+        &post("/apiw", "Connection: close\r\n", &req_pq),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body), (200, req_pq.clone()));
+    assert!(
+        head.contains("Access-Control-Allow-Origin: *\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert!(read_until_close(&mut stream).await.is_empty());
+    let r = f.seen2().requests.last().cloned().unwrap();
+    assert_eq!(
+        r.flags,
+        flag::HTTP_CLIENT | flag::HAS_AD_TAG | flag::NOT_ENCRYPTED
+    );
+    // A transport error from Telegram becomes its HTTP status.
+    let mut error_me = packet(64, 3);
+    error_me[8..16].copy_from_slice(ERROR_ME);
+    let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+    let (status, _, _) = http_exchange(&mut stream, &post("/api", "", &error_me))
+        .await
+        .unwrap();
+    assert_eq!(status, 429);
+    assert!(read_until_close(&mut stream).await.is_empty());
+    // A CORS preflight.
+    let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+    let (status, head, body) =
+        http_exchange(&mut stream, b"OPTIONS /apiw HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+    assert_eq!((status, body.len()), (200, 0));
+    assert!(head.contains("Access-Control-Allow-Methods: POST, OPTIONS\r\n"));
+
+    // Refusals: a clean status and a close, never a panic.
+    let before = f.seen2().requests.len();
+    let mut forbidden = req_pq.clone();
+    forbidden[20..24].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (post("/api", "", &[1, 2, 3, 4, 5, 6]), 404),
+        (post("/api", "", &forbidden), 404),
+        (post("/api", "", &[7; 20]), 404),
+        (post("/api/0123456789", "", &packet(64, 1)), 414),
+        (
+            b"POST /api HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
+            413,
+        ),
+        (
+            b"POST /api HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            501,
+        ),
+        (b"POST /api HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (
+            format!("POST /api HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            431,
+        ),
+    ];
+    for (request, expected) in cases {
+        let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+        let (status, _, _) = http_exchange(&mut stream, &request)
+            .await
+            .unwrap_or_else(|| panic!("an answer to {:?}", String::from_utf8_lossy(&request)));
+        assert_eq!(status, expected, "{:?}", String::from_utf8_lossy(&request));
+        assert!(read_until_close(&mut stream).await.is_empty());
+    }
+    assert_eq!(
+        f.seen2().requests.len(),
+        before,
+        "nothing refused was forwarded"
+    );
+
+    // Other HTTP still goes to the cover site, byte for byte.
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: cover\r\n\r\n"[..],
+        b"POST /login HTTP/1.1\r\nHost: cover\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let n = website.connections();
+        let mut stream = TcpStream::connect(f.proxy).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let answer = read_until_close(&mut stream).await;
+        assert_eq!(answer, WEBSITE_BANNER);
+        assert_eq!(website.connection(n).await, request);
+    }
+
+    // The stats page counts queries under the official key names.
+    let stats = http_get(f.server.metrics_addr().unwrap(), "/stats").await;
+    let value = |key: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}\t")))
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("http_queries") >= 4);
+    assert!(value("http_bad_headers") >= 3);
+    assert_eq!(value("pending_http_queries"), 0);
+}
+
 fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
@@ -337,14 +606,15 @@ async fn quick_acks_and_close_propagation() {
     assert_eq!(value("tot_forwarded_simple_acks"), 3);
     assert_eq!(value("tot_forwarded_queries"), 5);
     assert!(value("tot_forwarded_responses") >= 4);
-    assert_eq!(value("ready_outbound_connections"), 1);
+    // Pools open at start for every cluster (DC 2 and DC 4), min_connections = 1 each.
+    assert_eq!(value("ready_outbound_connections"), 2);
     assert_eq!(value("ext_connections_created"), 5);
     let metrics = http_get(f.server.metrics_addr().unwrap(), "/metrics").await;
     assert!(
         metrics.contains("mtgate_middle_forwarded_simple_acks_total 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("mtgate_middle_connections 1"));
+    assert!(metrics.contains("mtgate_middle_connections 2"));
 }
 
 #[tokio::test]

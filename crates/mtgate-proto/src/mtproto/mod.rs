@@ -15,9 +15,13 @@
 //! 5. In direct mode the proxy opens its own obfuscated2 stream (no key) to the DC named by
 //!    the [`dc::DcId`] and relays. In middle-proxy mode it instead decodes the client's frames
 //!    and forwards them over shared connections to Telegram's middle proxies ([`middle`]).
+//!
+//! In middle-proxy mode a client may also skip steps 1–4 and send each MTProto message as an
+//! HTTP request ([`http`]).
 
 pub mod dc;
 pub mod faketls;
+pub mod http;
 pub mod middle;
 pub mod obfs2;
 pub mod replay;

@@ -306,6 +306,14 @@ mod tests {
             err.starts_with("telegram.ad_tag: an ad tag is 32 hex digits"),
             "{err}"
         );
+        let http = LISTENER.replace("modes =", "http_transport = true\nmodes =");
+        let err = parse(&http, embedded()).unwrap_err();
+        assert!(
+            err.starts_with(
+                "mtproto[0].http_transport: MTProto over HTTP is served through middle proxies only"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -223,6 +223,8 @@ pub struct MtprotoListener {
     pub public_port: Option<u16>,
     /// Fast mode towards DCs.
     pub fast_mode: bool,
+    /// Serve MTProto over HTTP (`POST /api`) too; only in middle mode.
+    pub http_transport: bool,
     /// Connection cap for this listener.
     pub max_connections: Option<usize>,
     /// Handshake deadline.

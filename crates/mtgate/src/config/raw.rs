@@ -249,6 +249,10 @@ pub struct RawMtproto {
     /// Pass DC→client bytes through without re-encryption (see docs/fake-tls-and-masking.md).
     #[serde(default = "defaults::yes")]
     pub fast_mode: bool,
+    /// Also serve MTProto over HTTP (`POST /api`), middle mode only (see
+    /// docs/middle-proxy.md). Off by default: it needs no secret.
+    #[serde(default)]
+    pub http_transport: bool,
     /// Connections open at once on this listener.
     pub max_connections: Option<usize>,
     /// Time a client has to complete its handshake.

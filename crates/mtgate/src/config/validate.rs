@@ -279,6 +279,12 @@ fn mtproto_listener(
         None => default_mode,
     };
     let listen = listen_addrs(at, &raw.listen)?;
+    if raw.http_transport && mode != TelegramMode::Middle {
+        return Err(ConfigError::new(
+            format!("{at}.http_transport"),
+            "MTProto over HTTP is served through middle proxies only: set mode = \"middle\"",
+        ));
+    }
 
     let mut modes = Modes::default();
     for mode in &raw.modes {
@@ -374,6 +380,7 @@ fn mtproto_listener(
         public_host: raw.public_host,
         public_port: raw.public_port,
         fast_mode: raw.fast_mode,
+        http_transport: raw.http_transport,
         max_connections: raw.max_connections,
         handshake_timeout: positive(&format!("{at}.handshake_timeout"), raw.handshake_timeout.0)?,
         idle_timeout: positive(&format!("{at}.idle_timeout"), raw.idle_timeout.0)?,

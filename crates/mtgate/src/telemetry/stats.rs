@@ -73,6 +73,9 @@ impl StatsPage {
                 "outbound_connection_failures",
                 &Counters::get(&c.connection_failures),
             );
+            line("http_queries", &Counters::get(&c.http_queries));
+            line("http_bad_headers", &Counters::get(&c.http_bad_headers));
+            line("pending_http_queries", &Counters::get(&c.http_pending));
         }
         for service in &self.services {
             let state = service.state();

@@ -52,6 +52,9 @@ pub mod flag {
     pub const ABRIDGED: u32      = 0x4000_0000;
     /// The client asked for a quick acknowledgement of this packet.
     pub const QUICKACK: u32      = 0x8000_0000;
+    /// What the official proxy sets for a query of the HTTP transport: MAGIC, HTTP_QUERY
+    /// and two bits its sources leave unnamed (0x1, 0x2000).
+    pub const HTTP_CLIENT: u32   = 0x0000_3005;
 }
 
 /// RPC_HANDSHAKE flags.

@@ -191,3 +191,53 @@ fn tl_strings_pad_to_four() {
     assert_eq!(read_tl_string(&mut cursor).unwrap(), &[1; 254]);
     assert!(cursor.is_empty());
 }
+
+/// RPC_PROXY_REQ of an HTTP-transport query with an ad tag, laid out by hand from the
+/// official `forward_tcp_query`: the extra section holds TL_PROXY_TAG, then
+/// TL_HTTP_QUERY_INFO with Origin, Referer and User-Agent as TL strings.
+#[test]
+fn proxy_req_with_http_query_info_is_byte_exact() {
+    let tag: [u8; 16] = core::array::from_fn(|i| i as u8);
+    let req = ProxyReq {
+        flags: flag::HTTP_CLIENT,
+        conn_id: 0x0102_0304_0506_0708,
+        client: "10.0.0.1:5555".parse().unwrap(),
+        proxy: "192.0.2.1:80".parse().unwrap(),
+        ad_tag: Some(tag),
+        http: Some(HttpQueryInfo {
+            origin: b"o",
+            referer: b"",
+            user_agent: b"UA/1",
+        }),
+        payload: &[0xaa; 8],
+    };
+    let expected = concat!(
+        "eef1ce36",
+        "0d300000",
+        "0807060504030201",
+        "00000000000000000000ffff0a000001",
+        "b3150000",
+        "00000000000000000000ffffc0000201",
+        "50000000",
+        "2c000000",
+        "ae261edb",
+        "10000102030405060708090a0b0c0d0e0f000000",
+        "81b35ad4",
+        "016f0000",
+        "00000000",
+        "0455412f31000000",
+        "aaaaaaaaaaaaaaaa",
+    );
+    assert_eq!(hex::encode(&req.encode()), expected);
+    assert_eq!(
+        ProxyReq::decode(&req.encode()).unwrap(),
+        req_with_wire_flags(req)
+    );
+}
+
+fn req_with_wire_flags(req: ProxyReq<'_>) -> ProxyReq<'_> {
+    ProxyReq {
+        flags: req.wire_flags(),
+        ..req
+    }
+}

@@ -1,5 +1,5 @@
 //! The client side of a connection, from its first byte to an established obfuscated2 stream:
-//! detection (fake TLS or obfuscated2), authentication against every user's secret, the clock
+//! detection (fake TLS, obfuscated2, or the HTTP transport where served), authentication against every user's secret, the clock
 //! and replay checks, and the fake-TLS answer.
 //!
 //! Every byte read is kept in `received` until the proxy answers, so that a refused peer can be
@@ -9,6 +9,7 @@ use mtgate_proto::mtproto::dc::DcId;
 use mtgate_proto::mtproto::faketls::client_hello::{self, HelloError};
 use mtgate_proto::mtproto::faketls::record::RecordReader;
 use mtgate_proto::mtproto::faketls::server_hello::{self, ServerHelloSpec};
+use mtgate_proto::mtproto::http;
 use mtgate_proto::mtproto::obfs2::{self, CtrStream, ProtoTag, StreamKey};
 use mtgate_proto::mtproto::secret::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +39,16 @@ impl Mode {
             Self::FakeTls => "fake-tls",
         }
     }
+}
+
+/// What the first bytes of a connection turned out to be.
+#[derive(Debug)]
+pub enum Accepted {
+    /// An authenticated obfuscated2 client (fake TLS or not).
+    Mtproto(Box<Established>),
+    /// A request of the HTTP transport (`POST /api…`), on a listener that serves it; the
+    /// bytes read so far are its start.
+    Http,
 }
 
 /// An authenticated client.
@@ -87,16 +98,16 @@ pub async fn run(
     stream: &mut TcpStream,
     received: &mut Vec<u8>,
     ctx: HandshakeContext<'_>,
-) -> Result<Box<Established>, Refusal> {
+) -> Result<Accepted, Refusal> {
     let modes = ctx.config.modes;
     while received.len() < TLS_PREFIX.len() {
         read_more(stream, received, HELLO_CAP).await?;
         if looks_like_text_protocol(received) {
-            return Err(Reason::OtherProtocol.into());
+            return text_protocol(stream, received, ctx).await;
         }
     }
     if received.starts_with(&TLS_PREFIX) && modes.fake_tls {
-        return fake_tls(stream, received, ctx).await;
+        return fake_tls(stream, received, ctx).await.map(Accepted::Mtproto);
     }
     if !modes.classic && !modes.padded {
         return Err(Refusal {
@@ -108,10 +119,30 @@ pub async fn run(
     while received.len() < obfs2::HEADER_LEN {
         read_more(stream, received, HELLO_CAP).await?;
         if looks_like_text_protocol(received) {
-            return Err(Reason::OtherProtocol.into());
+            return text_protocol(stream, received, ctx).await;
         }
     }
-    obfuscated2(received, ctx)
+    obfuscated2(received, ctx).map(Accepted::Mtproto)
+}
+
+/// A peer speaking a text protocol: the HTTP transport when the listener serves it and the
+/// request is `POST /api…` or `OPTIONS /api…`; anything else is refused (and so goes to the
+/// cover site with exactly the bytes it sent, as without the HTTP transport).
+async fn text_protocol(
+    stream: &mut TcpStream,
+    received: &mut Vec<u8>,
+    ctx: HandshakeContext<'_>,
+) -> Result<Accepted, Refusal> {
+    if ctx.config.http_transport {
+        loop {
+            match http::is_api_request(received) {
+                Some(true) => return Ok(Accepted::Http),
+                Some(false) => break,
+                None => read_more(stream, received, HELLO_CAP).await?,
+            }
+        }
+    }
+    Err(Reason::OtherProtocol.into())
 }
 
 fn obfuscated2(received: &[u8], ctx: HandshakeContext<'_>) -> Result<Box<Established>, Refusal> {

@@ -2,12 +2,14 @@
 //!
 //! A connection's life: the accept loop takes places in the global and listener gates; the
 //! [`handshake`] runs under the handshake deadline; a refused peer goes to [`masking`]; an
-//! authenticated client gets a [`session`] to its DC, directly or through a [`middle`] proxy.
+//! authenticated client gets a [`session`] to its DC, directly or through a [`middle`] proxy;
+//! a request of the HTTP transport (where enabled) is served by [`http`].
 //! The listener's users and settings live in an [`ArcSwap`] so a reload changes them for new
 //! connections without touching open ones.
 
 pub mod filters;
 pub mod handshake;
+pub mod http;
 pub mod masking;
 pub mod middle;
 pub mod reason;
@@ -194,7 +196,11 @@ async fn serve(
         () = entry.killed().cancelled() => Err(Refusal { reason: Reason::Closed, answered: true, detail: None }),
     };
     match result {
-        Ok(established) => {
+        Ok(handshake::Accepted::Http) => {
+            let serving = Box::pin(http::serve(stream, peer, received, &state, &shared, entry));
+            serving.await;
+        }
+        Ok(handshake::Accepted::Mtproto(established)) => {
             drop(received);
             let session = Box::pin(session::run(
                 stream,

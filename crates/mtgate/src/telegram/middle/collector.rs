@@ -65,6 +65,16 @@ impl Collector for MiddleCollector {
                 "Middle-proxy connections that failed or could not be opened",
                 &c.connection_failures,
             ),
+            (
+                "mtgate_middle_http_queries",
+                "MTProto-over-HTTP queries received",
+                &c.http_queries,
+            ),
+            (
+                "mtgate_middle_http_refused",
+                "MTProto-over-HTTP requests refused (malformed, not served or not forwardable)",
+                &c.http_bad_headers,
+            ),
         ] {
             let counter = ConstCounter::new(Counters::get(counter));
             counter.encode(encoder.encode_descriptor(

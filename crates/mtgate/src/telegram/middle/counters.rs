@@ -20,12 +20,23 @@ pub struct Counters {
     pub connections_created: AtomicU64,
     /// Connections to middle proxies that failed or could not be opened.
     pub connection_failures: AtomicU64,
+    /// MTProto-over-HTTP queries received (`http_queries`).
+    pub http_queries: AtomicU64,
+    /// MTProto-over-HTTP requests refused as malformed or not served (`http_bad_headers`).
+    pub http_bad_headers: AtomicU64,
+    /// MTProto-over-HTTP queries waiting for their answer (`pending_http_queries`).
+    pub http_pending: AtomicU64,
 }
 
 impl Counters {
     /// Adds one.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one away (gauges).
+    pub fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The value now.

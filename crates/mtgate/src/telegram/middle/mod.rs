@@ -4,8 +4,9 @@
 //! - [`connection`]: one connection (handshake, framing, CBC, ping, dispatch by client id);
 //! - [`clients`]: a connection's client table with bounded per-client queues;
 //! - [`pool`]: the connections of one cluster (min..max, reconnection);
-//! - [`MiddleProxies`]: the pools by cluster, created on first use and kept; new files
-//!   (SIGHUP, or every `refresh_interval`) retire the pools whose middle proxies changed.
+//! - [`MiddleProxies`]: the pools by cluster, opened at start for every cluster of
+//!   `proxy-multi.conf` ([`MiddleProxies::warm`]) and kept; new files (SIGHUP, or every
+//!   `refresh_interval`) retire the pools whose middle proxies changed and open the new ones.
 //!
 //! A client's entry in a table lives as long as its session, which ends on the listener's
 //! idle timeout: that is the idle eviction of the table.
@@ -111,7 +112,7 @@ pub struct MiddleProxies {
 }
 
 impl MiddleProxies {
-    /// The pools for `config`; none is opened before a client needs it.
+    /// The pools for `config`; none is opened before [`MiddleProxies::warm`] or a client.
     pub fn new(
         config: Arc<MiddleConfig>,
         connect_timeout: Duration,
@@ -141,30 +142,49 @@ impl MiddleProxies {
                 .ok_or(MiddleError::NoProxy(dc.0))?
                 .dc;
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            match pools.get(&cluster) {
-                Some(pool) => pool.clone(),
-                None => {
-                    let pool = Pool::start(
-                        cluster,
-                        self.config.clone(),
-                        self.counters.clone(),
-                        self.connect_timeout,
-                        self.stop.child_token(),
-                    )
-                    .ok_or(MiddleError::NoProxy(dc.0))?;
-                    pools.insert(cluster, pool.clone());
-                    pool
-                }
-            }
+            self.pool(&mut pools, cluster)
+                .ok_or(MiddleError::NoProxy(dc.0))?
         };
         let link = pool.acquire().await?;
         Counters::inc(&self.counters.clients_created);
         Ok(link)
     }
 
+    /// Opens the pool of every cluster of `proxy-multi.conf` that has none yet, as the
+    /// official proxy does when it loads the file: the first client of a DC then finds its
+    /// `min_connections` already up.
+    pub fn warm(&self) {
+        let config = self.config.load();
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        for cluster in &config.proxies.clusters {
+            self.pool(&mut pools, cluster.dc);
+        }
+    }
+
+    fn pool(&self, pools: &mut HashMap<i16, Arc<Pool>>, cluster: i16) -> Option<Arc<Pool>> {
+        if let Some(pool) = pools.get(&cluster) {
+            return Some(pool.clone());
+        }
+        let pool = Pool::start(
+            cluster,
+            self.config.clone(),
+            self.counters.clone(),
+            self.connect_timeout,
+            self.stop.child_token(),
+        )?;
+        pools.insert(cluster, pool.clone());
+        Some(pool)
+    }
+
     /// Applies new settings and files: pools whose middle proxies changed are retired (their
-    /// clients stay until they leave) and rebuilt on next use.
+    /// clients stay until they leave) and opened again for the new ones.
     pub fn reload(&self, config: Arc<MiddleConfig>) {
+        self.retire_changed(&config);
+        self.config.store(config);
+        self.warm();
+    }
+
+    fn retire_changed(&self, config: &MiddleConfig) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.retain(|dc, pool| {
             let now: Vec<_> = config
@@ -181,7 +201,6 @@ impl MiddleProxies {
             }
             keep
         });
-        self.config.store(config);
     }
 
     /// Live connections and the clients on them.
