@@ -56,6 +56,17 @@ pub(crate) async fn wrap(
         stage: Stage::Tls,
         detail: "proxy host is not a valid TLS server name".into(),
     })?;
+    handshake(config, name, transport, deadline).await
+}
+
+/// The client side of a TLS handshake over `transport`, verified against `name`, within
+/// `deadline`.
+async fn handshake(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    transport: Transport,
+    deadline: &Deadline,
+) -> Result<Transport, ConnectError> {
     let connector = TlsConnector::from(config);
     let stream = deadline
         .run(Stage::Tls, async {
@@ -75,19 +86,8 @@ pub(crate) async fn wrap_backend(
     tls: &BackendTls,
     deadline: &Deadline,
 ) -> Result<ProxyStream, ConnectError> {
-    let connector = TlsConnector::from(tls.config.clone());
-    let name = tls.server_name.clone();
+    let (config, name) = (tls.config.clone(), tls.server_name.clone());
     stream
-        .map_transport(|transport| async move {
-            let stream = deadline
-                .run(Stage::Tls, async {
-                    connector
-                        .connect(name, transport)
-                        .await
-                        .map_err(|e| ConnectError::io(Stage::Tls, e))
-                })
-                .await?;
-            Ok(Transport::Tls(Box::new(stream)))
-        })
+        .map_transport(|transport| handshake(config, name, transport, deadline))
         .await
 }
