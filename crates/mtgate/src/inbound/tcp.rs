@@ -184,6 +184,7 @@ async fn serve(
         pool: &shared.pool,
         entry,
         idle_timeout: config.idle_timeout,
+        closes_after: true,
     };
     let relaying = relay(
         &client,

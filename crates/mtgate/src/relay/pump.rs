@@ -40,6 +40,10 @@ pub struct RelayContext<'a> {
     pub entry: &'a ConnEntry,
     /// Close after this long without traffic.
     pub idle_timeout: Duration,
+    /// The caller closes both sockets as soon as the relay returns. The direction that ends
+    /// last then leaves its FIN to that close, one system call less per connection, when its
+    /// destination has already sent everything (so the close cannot turn into a reset).
+    pub closes_after: bool,
 }
 
 /// Relays between `a` and `b` until both directions end, the connection idles out, it is
@@ -57,8 +61,8 @@ pub fn relay<'a, AB: Filter + 'a, BA: Filter + 'a>(
     let mut backward = Pump::new(b, a, b_to_a.0, b_to_a.1);
     async move {
         let both = poll_fn(|cx| {
-            let f = forward.poll(cx, ctx)?;
-            let b = backward.poll(cx, ctx)?;
+            let f = forward.poll(cx, ctx, ctx.closes_after && backward.src_ended)?;
+            let b = backward.poll(cx, ctx, ctx.closes_after && forward.src_ended)?;
             if f.is_ready() && b.is_ready() {
                 Poll::Ready(Ok::<(), RelayError>(()))
             } else {
@@ -85,6 +89,8 @@ struct Pump<'a, F> {
     /// Bytes read but not yet written: the buffer, how far it is written, its length.
     unsent: Option<(Buffer<'a>, usize, usize)>,
     done: bool,
+    /// `src` sent its FIN and everything before it was read.
+    src_ended: bool,
 }
 
 impl<'a, F: Filter> Pump<'a, F> {
@@ -101,13 +107,17 @@ impl<'a, F: Filter> Pump<'a, F> {
             counter,
             unsent: None,
             done: false,
+            src_ended: false,
         }
     }
 
+    /// Moves bytes until `src` ends or nothing can move. `fin_by_close`: when `src` ends,
+    /// leave the FIN towards `dst` to the caller's close.
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
         ctx: RelayContext<'a>,
+        fin_by_close: bool,
     ) -> Poll<Result<(), RelayError>> {
         if self.done {
             return Poll::Ready(Ok(()));
@@ -131,14 +141,17 @@ impl<'a, F: Filter> Pump<'a, F> {
                 ctx.entry.touch();
             }
             if self.filter.exhausted() {
-                return self.finish();
+                return self.finish(false);
             }
             ready!(self.filter.poll_admit(cx));
             ready!(self.src.poll_read_ready(cx))?;
             let mut buf = ctx.pool.take(ctx.entry);
             match self.filter.read(self.src, &mut buf)? {
                 ReadOutcome::WouldBlock => {}
-                ReadOutcome::Eof => return self.finish(),
+                ReadOutcome::Eof => {
+                    self.src_ended = true;
+                    return self.finish(fin_by_close);
+                }
                 ReadOutcome::Data(0) => ctx.entry.touch(),
                 ReadOutcome::Data(n) => {
                     ctx.entry.touch();
@@ -150,9 +163,11 @@ impl<'a, F: Filter> Pump<'a, F> {
 
     /// Carries a half-close: no more bytes will go to `dst`. The peer may already be gone,
     /// which is fine.
-    fn finish(&mut self) -> Poll<Result<(), RelayError>> {
+    fn finish(&mut self, fin_by_close: bool) -> Poll<Result<(), RelayError>> {
         self.done = true;
-        let _ = socket2::SockRef::from(self.dst).shutdown(Shutdown::Write);
+        if !fin_by_close {
+            let _ = socket2::SockRef::from(self.dst).shutdown(Shutdown::Write);
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -26,6 +26,7 @@ async fn relays_both_ways_with_half_close_and_counts_bytes() {
             pool: &pool,
             entry: &entry,
             idle_timeout: Duration::from_secs(5),
+            closes_after: false,
         };
         relay(
             &left_inner,
@@ -67,6 +68,7 @@ async fn idle_connections_are_closed() {
         pool: &pool,
         entry: &entry,
         idle_timeout: Duration::from_secs(30),
+        closes_after: false,
     };
     let started = Instant::now();
     let end = relay(
@@ -92,6 +94,7 @@ async fn a_byte_budget_ends_the_direction() {
             pool: &pool,
             entry: &entry,
             idle_timeout: Duration::from_secs(5),
+            closes_after: false,
         };
         relay(
             &left_inner,
@@ -125,6 +128,7 @@ async fn a_relay_is_small() {
         pool: &pool,
         entry: &entry,
         idle_timeout: Duration::from_secs(5),
+        closes_after: false,
     };
     let relay = relay(
         &a,
@@ -138,4 +142,45 @@ async fn a_relay_is_small() {
         "{}",
         std::mem::size_of_val(&relay)
     );
+}
+
+#[tokio::test]
+async fn the_last_fin_may_go_with_the_callers_close() {
+    let (mut left, left_inner) = pair().await;
+    let (right_inner, mut right) = pair().await;
+    let relay_task = tokio::spawn(async move {
+        let pool = BufferPool::new(16 * 1024 + 64, 1 << 20, Gauge::default());
+        let entry = ConnEntry::new_detached();
+        let ctx = RelayContext {
+            pool: &pool,
+            entry: &entry,
+            idle_timeout: Duration::from_secs(5),
+            closes_after: true,
+        };
+        let end = relay(
+            &left_inner,
+            &right_inner,
+            (Passthrough::unlimited(), None),
+            (Passthrough::unlimited(), None),
+            ctx,
+        )
+        .await;
+        // The sockets close here, as every caller that sets `closes_after` does.
+        drop((left_inner, right_inner));
+        end
+    });
+    left.write_all(b"request").await.unwrap();
+    left.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    right.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"request");
+    right.write_all(b"reply after half-close").await.unwrap();
+    right.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), left.read_to_end(&mut reply))
+        .await
+        .expect("the FIN arrives with the close")
+        .unwrap();
+    assert_eq!(reply, b"reply after half-close");
+    assert!(matches!(relay_task.await.unwrap(), RelayEnd::Finished));
 }

@@ -79,6 +79,7 @@ pub async fn handle(
             pool,
             entry,
             idle_timeout: masking.max_duration,
+            closes_after: false,
         };
         let budget = masking.max_bytes;
         relay(

@@ -77,6 +77,7 @@ pub async fn run(
             pool: &shared.pool,
             entry,
             idle_timeout: config.idle_timeout,
+            closes_after: true,
         };
         let relaying = relay(
             &client,

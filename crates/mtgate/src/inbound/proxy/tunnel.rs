@@ -174,6 +174,7 @@ async fn run_tcp(
         pool: &ctx.shared.pool,
         entry: ctx.entry,
         idle_timeout: ctx.config().idle_timeout,
+        closes_after: true,
     };
     relay(
         client,
