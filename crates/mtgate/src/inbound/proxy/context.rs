@@ -14,7 +14,9 @@ use crate::config::proxy::ProxyListener;
 use crate::outbound::Route;
 use crate::relay::ConnEntry;
 use crate::server::Shared;
-use crate::telemetry::proxy_metrics::{ProxyReasonLabels, RequestLabels};
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::telemetry::proxy_metrics::{ProxyListenerLabels, ProxyReasonLabels, RequestLabels};
 
 /// The user name in metrics and logs when there is none.
 pub const ANONYMOUS: &str = "anonymous";
@@ -135,6 +137,22 @@ impl Ctx<'_> {
                 AuthOutcome::Rejected
             }
         }
+    }
+
+    /// Counts a tunnel or UDP association as open; the caller decrements the returned gauge
+    /// when it ends.
+    pub fn tunnel_opened(&self) -> Gauge {
+        let open = self
+            .shared
+            .metrics
+            .proxy
+            .tunnels_open
+            .get_or_create(&ProxyListenerLabels {
+                listener: self.name().to_owned(),
+            })
+            .clone();
+        open.inc();
+        open
     }
 
     /// Counts a handshake failure.

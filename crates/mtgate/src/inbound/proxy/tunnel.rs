@@ -15,7 +15,7 @@ use crate::outbound::Dialed;
 use crate::relay::filter::{ReadOutcome, RelayError};
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{Filter, Passthrough, RelayEnd, Shaped, relay};
-use crate::telemetry::proxy_metrics::{ProxyListenerLabels, TrafficLabels};
+use crate::telemetry::proxy_metrics::TrafficLabels;
 
 /// Budget for writing early bytes to either side.
 const EARLY_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,13 +68,7 @@ pub async fn run(client: TcpStream, dialed: Dialed, early: &[u8], ctx: Ctx<'_>, 
             .clone()
     };
     let (up, down) = (counter("upload"), counter("download"));
-    let open = metrics
-        .tunnels_open
-        .get_or_create(&ProxyListenerLabels {
-            listener: ctx.name().to_owned(),
-        })
-        .clone();
-    open.inc();
+    let open = ctx.tunnel_opened();
     let started = Instant::now();
     let end = match dialed {
         Dialed::Stream(stream) => {

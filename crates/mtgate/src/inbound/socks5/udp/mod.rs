@@ -31,7 +31,7 @@ use crate::inbound::proxy::Ctx;
 use crate::inbound::proxy::context::user_name;
 use crate::outbound::Route;
 use crate::outbound::route::check_unresolved;
-use crate::telemetry::proxy_metrics::{ProxyListenerLabels, ProxyReasonLabels, TrafficLabels};
+use crate::telemetry::proxy_metrics::{ProxyReasonLabels, TrafficLabels};
 use crate::tunnel::gateway::flows::{FlowEvent, FlowRoute, Flows};
 use direct::{Direct, send_now};
 
@@ -154,13 +154,7 @@ pub async fn run(stream: TcpStream, requested: Address, user: Option<&UserEntry>
         return;
     }
     let metrics = &ctx.shared.metrics.proxy;
-    let open = metrics
-        .tunnels_open
-        .get_or_create(&ProxyListenerLabels {
-            listener: ctx.name().to_owned(),
-        })
-        .clone();
-    open.inc();
+    let open = ctx.tunnel_opened();
     let expected = match &requested {
         Address::Socket(a) => Some(canonical(*a)),
         Address::Domain(..) => None,
