@@ -464,16 +464,23 @@ fn parse_status_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
     ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some(low..=high)
 }
 
+/// The pool named `name`, or an error at `at` saying there is none.
+pub fn find_pool<'a>(
+    at: &str,
+    name: &str,
+    pools: &'a [PoolConfig],
+) -> Result<&'a PoolConfig, ConfigError> {
+    pools
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ConfigError::new(at, format!("no [[pool]] is named {name:?}")))
+}
+
 /// Checks that pool `name` can carry DC connections: it exists, and every server is a plain
 /// proxy (or `direct`) that hands over the socket itself, which the MTProto relay needs.
 pub fn check_telegram_pool(name: &str, pools: &[PoolConfig]) -> Result<(), ConfigError> {
     const AT: &str = "telegram.upstream_pool";
-    let Some(pool) = pools.iter().find(|p| p.name == name) else {
-        return Err(ConfigError::new(
-            AT,
-            format!("no [[pool]] is named {name:?}"),
-        ));
-    };
+    let pool = find_pool(AT, name, pools)?;
     for server in &pool.servers {
         if server.destination.is_some() {
             return Err(ConfigError::new(
@@ -515,12 +522,7 @@ pub fn tcp_listeners(
         });
         check_name(&format!("{at}.name"), &name)?;
         let listen = super::validate::listen_addrs(&at, &l.listen)?;
-        let Some(pool) = pools.iter().find(|p| p.name == l.pool) else {
-            return Err(ConfigError::new(
-                format!("{at}.pool"),
-                format!("no [[pool]] is named {:?}", l.pool),
-            ));
-        };
+        let pool = find_pool(&format!("{at}.pool"), &l.pool, pools)?;
         if let Some(server) = pool.servers.iter().find(|s| s.destination.is_none()) {
             return Err(ConfigError::new(
                 format!("{at}.pool"),

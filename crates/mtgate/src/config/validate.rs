@@ -215,12 +215,7 @@ pub fn validate(
                 _ => None,
             });
         for name in named {
-            if !pools.iter().any(|p| &p.name == name) {
-                return Err(ConfigError::new(
-                    format!("{}.upstream_pool", listener.name),
-                    format!("no [[pool]] is named {name:?}"),
-                ));
-            }
+            super::pool::find_pool(&format!("{}.upstream_pool", listener.name), name, &pools)?;
         }
     }
     super::gateway::check_proxy_routes(&proxies, &gateway)?;

@@ -190,12 +190,7 @@ fn route(at: &str, r: RawWsRoute, pools: &[PoolConfig]) -> Result<WsRoute, Confi
             "must start with '/' and hold no query",
         ));
     }
-    let Some(pool) = pools.iter().find(|p| p.name == r.pool) else {
-        return Err(ConfigError::new(
-            format!("{at}.pool"),
-            format!("no [[pool]] is named {:?}", r.pool),
-        ));
-    };
+    let pool = super::pool::find_pool(&format!("{at}.pool"), &r.pool, pools)?;
     if let Some(server) = pool.servers.iter().find(|s| s.destination.is_none()) {
         return Err(ConfigError::new(
             format!("{at}.pool"),

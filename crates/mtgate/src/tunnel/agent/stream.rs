@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::Policy;
-use super::{target, udp};
+use super::target::{self, DialFailure};
+use super::udp;
 use crate::inbound::proxy::touching::Touching;
 use crate::relay::ConnEntry;
 use crate::tunnel::mux::{IncomingOpen, MuxStream};
@@ -76,25 +77,9 @@ impl StreamContext {
             return self.serve_udp(open).await;
         }
         let started = Instant::now();
-        let dialed = tokio::select! {
-            dialed = target::dial(&target.address, &self.policy, self.connect_timeout) => dialed,
-            () = self.hard_stop.cancelled() => {
-                open.reject(ErrorCode::Cancelled, "agent shutting down");
-                return;
-            }
-        };
-        let tcp = match dialed {
-            Ok(tcp) => tcp,
-            Err(failure) => {
-                tracing::debug!(
-                    target = %target.address,
-                    code = ?failure.code,
-                    reason = %failure.reason,
-                    "OPEN refused"
-                );
-                open.reject(failure.code, &failure.reason);
-                return;
-            }
+        let dialing = target::dial(&target.address, &self.policy, self.connect_timeout);
+        let Some((open, tcp)) = self.dial_or_refuse(open, dialing).await else {
+            return;
         };
         let stream = open.accept();
         let id = stream.id();
@@ -107,33 +92,15 @@ impl StreamContext {
             "stream closed"
         );
     }
-}
 
-impl StreamContext {
     /// A UDP stream: a connected socket to the target (same policy as TCP), then datagrams
     /// both ways until the stream ends or idles.
     async fn serve_udp(&self, open: IncomingOpen) {
         let target = open.target().address.clone();
         let started = Instant::now();
-        let connected = tokio::select! {
-            connected = udp::connect(&target, &self.policy, self.connect_timeout) => connected,
-            () = self.hard_stop.cancelled() => {
-                open.reject(ErrorCode::Cancelled, "agent shutting down");
-                return;
-            }
-        };
-        let socket = match connected {
-            Ok(socket) => socket,
-            Err(failure) => {
-                tracing::debug!(
-                    target = %target,
-                    code = ?failure.code,
-                    reason = %failure.reason,
-                    "UDP OPEN refused"
-                );
-                open.reject(failure.code, &failure.reason);
-                return;
-            }
+        let connecting = udp::connect(&target, &self.policy, self.connect_timeout);
+        let Some((open, socket)) = self.dial_or_refuse(open, connecting).await else {
+            return;
         };
         let stream = open.accept();
         let id = stream.id();
@@ -148,6 +115,36 @@ impl StreamContext {
             dropped = end.dropped,
             "UDP stream closed"
         );
+    }
+
+    /// Runs `dialing` (TCP or UDP, policy included) unless the agent stops first; answers
+    /// OPEN_ERR when it fails or is cut short, and gives `open` back with the socket otherwise.
+    async fn dial_or_refuse<T>(
+        &self,
+        open: IncomingOpen,
+        dialing: impl Future<Output = Result<T, DialFailure>>,
+    ) -> Option<(IncomingOpen, T)> {
+        let dialed = tokio::select! {
+            dialed = dialing => dialed,
+            () = self.hard_stop.cancelled() => {
+                open.reject(ErrorCode::Cancelled, "agent shutting down");
+                return None;
+            }
+        };
+        match dialed {
+            Ok(socket) => Some((open, socket)),
+            Err(failure) => {
+                tracing::debug!(
+                    target = %open.target().address,
+                    network = ?open.target().network,
+                    code = ?failure.code,
+                    reason = %failure.reason,
+                    "OPEN refused"
+                );
+                open.reject(failure.code, &failure.reason);
+                None
+            }
+        }
     }
 }
 
