@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # WebSocket throughput: messages/s and MB/s through mtgate's websocket listener vs directly to
 # the Node `ws` echo backend, in one run, with the CPU seconds mtgate and the backend spent per
-# message. Cases: 200 connections x 16 KiB, 200 connections x 64 B (binary, echo, one message
-# in flight per connection). 127.0.0.1 only.
+# message. Cases (binary, echo): 200 connections x 16 KiB and 200 x 64 B with one message in
+# flight per connection (lockstep: each echo must come back before the next message leaves), and
+# 200 x 64 B with 16 in flight per connection (a stream of small messages, as a chat or broker
+# fan-out carries). 127.0.0.1 only.
 #
 # Usage: bench/websocket.sh [SECONDS]      (default 10 per case)
 # Env:   MTGATE_BIN  the binary (default target/release/mtgate, built if missing)
@@ -58,13 +60,13 @@ TOML
 mtgate=$!; pids+=("$mtgate")
 wait_port "$port_echo"; wait_port "$port_ws"
 
-printf '%-8s %-6s %-7s %10s %8s %14s %14s\n' path conns size msgs/s MB/s "mtgate us/msg" "node us/msg"
-for case in "200 16384" "200 64"; do
+printf '%-8s %-6s %-7s %-7s %10s %8s %14s %14s\n' path conns size window msgs/s MB/s "mtgate us/msg" "node us/msg"
+for case in "200 16384 1" "200 64 1" "200 64 16"; do
     set -- $case
     for path in direct mtgate; do
         url="ws://127.0.0.1:$port_echo/"; [ "$path" = mtgate ] && url="ws://127.0.0.1:$port_ws/"
         m0="$(cpu "$mtgate")"; b0="$(cpu "$backend")"
-        out="$(timeout $((seconds + 60)) node "$repo/bench/websocket/load.js" "$url" "$1" "$2" "$seconds")"
+        out="$(timeout $((seconds + 60)) node "$repo/bench/websocket/load.js" "$url" "$1" "$2" "$seconds" "$3")"
         m1="$(cpu "$mtgate")"; b1="$(cpu "$backend")"
         python3 - "$out" "$path" "$m0" "$m1" "$b0" "$b1" <<'PY'
 import json, sys
@@ -72,7 +74,7 @@ r = json.loads(sys.argv[1]); path = sys.argv[2]
 m = float(sys.argv[4]) - float(sys.argv[3]); b = float(sys.argv[6]) - float(sys.argv[5])
 n = max(r["messages"], 1)
 mt = f"{m / n * 1e6:.1f}" if path == "mtgate" else "-"
-print(f"{path:<8} {r['conns']:<6} {r['size']:<7} {r['msgs_per_s']:>10} {r['mb_per_s']:>8} {mt:>14} {b / n * 1e6:>14.1f}")
+print(f"{path:<8} {r['conns']:<6} {r['size']:<7} {r['window']:<7} {r['msgs_per_s']:>10} {r['mb_per_s']:>8} {mt:>14} {b / n * 1e6:>14.1f}")
 PY
     done
 done

@@ -8,7 +8,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::{TcpSocket, TcpStream};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -171,26 +172,40 @@ pub async fn connect_addrs(
 }
 
 async fn dial_one(addr: SocketAddr, options: &DialOptions) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     if let Some(ip) = options.bind {
-        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
-    let stream = timeout_at(Instant::now() + options.timeout, socket.connect(addr))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    // New sockets start without TCP_NODELAY: only a change costs a system call.
+    // Options before the handshake: the same system calls, and the first segment already
+    // carries them.
     if options.nodelay {
-        stream.set_nodelay(true)?;
+        socket.set_tcp_nodelay(true)?;
     }
     if let Some(idle) = options.keepalive {
         // Idle time only: the probe interval keeps the system default, saving a system call
         // per connection.
-        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    // A handshake with a close peer (loopback, a LAN) has often finished already: then the
+    // connection is ready without a turn of the event loop.
+    if stream.peer_addr().is_ok() {
+        return Ok(stream);
+    }
+    timeout_at(Instant::now() + options.timeout, stream.writable())
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
     }
     Ok(stream)
 }

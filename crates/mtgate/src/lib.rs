@@ -27,6 +27,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod commands;

@@ -7,6 +7,7 @@ use mtgate::cli::{Cli, Command, TelegramConfigAction};
 use mtgate::commands;
 
 fn main() -> ExitCode {
+    mtgate::allocator::tune();
     // Installed (or linked) as `mtproto-proxy`, the binary takes the official command line.
     let mut args = std::env::args();
     let program = args.next().unwrap_or_default();

@@ -1,9 +1,11 @@
 //! A session after both 101s: frames relayed one at a time each way (memory per session is
-//! bounded by one frame per direction), per-message limits, heartbeats both ways, the closing
+//! bounded by one frame and one write buffer per direction), per-message limits, heartbeats both ways, the closing
 //! handshake carried end to end, and 1001 on shutdown.
 //!
 //! Two tasks read, one per side, and write what they read to the other side; the session task
-//! watches deadlines (idle, ping, pong, close) and shutdown. Every way out sends each side a
+//! watches deadlines (idle, ping, pong, close) and shutdown. A forwarded frame goes into the
+//! other side's write buffer, which is flushed when the reader has no complete frame left: a
+//! burst of small messages leaves in one write instead of one write each. Every way out sends each side a
 //! close frame it has not had yet, then FIN, so the close is read before the socket goes.
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -33,7 +35,10 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// A boxed write half.
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 type Reader = WebSocketRead<DrainRead<BoxRead>>;
-type Writer = WebSocketWrite<FinWrite<BoxWrite>>;
+type Writer = WebSocketWrite<FinWrite<BufWriter<BoxWrite>>>;
+
+/// Bytes of forwarded frames a side holds before they go out (larger frames go out directly).
+const WRITE_BUFFER: usize = 32 * 1024;
 
 /// A connection as separately owned read and write halves.
 pub struct Halves {
@@ -156,7 +161,7 @@ impl Side {
         };
         let (mut reader, writer) = fastwebsockets::after_handshake_split(
             DrainRead::new(read, drain.clone()),
-            FinWrite::new(write, fin.clone()),
+            FinWrite::new(BufWriter::with_capacity(WRITE_BUFFER, write), fin.clone()),
             role,
         );
         // fastwebsockets refuses frames of `max_message_size` bytes or more.
@@ -176,13 +181,35 @@ impl Side {
 
     /// Writes and flushes one frame within the write timeout. Nothing goes out after a close.
     async fn send(&self, frame: Frame<'_>) -> Result<(), WebSocketError> {
+        self.write(frame, true).await
+    }
+
+    /// Writes one frame into the buffer (it goes out once the buffer fills, or at the next
+    /// flush) within the write timeout.
+    async fn queue(&self, frame: Frame<'_>) -> Result<(), WebSocketError> {
+        self.write(frame, false).await
+    }
+
+    /// Sends what [`Side::queue`] left in the buffer, within the write timeout.
+    async fn flush(&self) -> Result<(), WebSocketError> {
+        let flushing = async { self.writer.lock().await.flush().await };
+        match tokio::time::timeout(self.write_timeout, flushing).await {
+            Ok(result) => result,
+            Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    async fn write(&self, frame: Frame<'_>, flush: bool) -> Result<(), WebSocketError> {
         let writing = async {
             let mut writer = self.writer.lock().await;
             if writer.is_closed() {
                 return Ok(());
             }
             writer.write_frame(frame).await?;
-            writer.flush().await
+            if flush {
+                writer.flush().await?;
+            }
+            Ok(())
         };
         match tokio::time::timeout(self.write_timeout, writing).await {
             Ok(result) => result,
@@ -381,9 +408,22 @@ async fn forward(
         let side = pong_to.clone();
         async move { side.send(frame).await }
     };
+    // Frames queued on `to` and not flushed yet.
+    let mut queued = false;
     // Each round reads one frame; the peer's EOF or an error ends the loop.
     let violation = loop {
-        let frame = match reader.read_frame(&mut obligated).await {
+        let mut reading = std::pin::pin!(reader.read_frame(&mut obligated));
+        let read = match poll_once(reading.as_mut()).await {
+            Some(read) => read,
+            None => {
+                // Nothing more to forward now: what was queued goes out before the wait.
+                if std::mem::take(&mut queued) && to.flush().await.is_err() {
+                    return DirectionEnd::WriteFailed;
+                }
+                reading.await
+            }
+        };
+        let frame = match read {
             Ok(frame) => frame,
             Err(e) => match classify(e, limits.max_payload) {
                 Some(v) => break v,
@@ -411,9 +451,10 @@ async fn forward(
                     // A backend's frames go to the client unmasked.
                     Frame::new(frame.fin, frame.opcode, None, frame.payload)
                 };
-                if to.send(frame).await.is_err() {
+                if to.queue(frame).await.is_err() {
                     return DirectionEnd::WriteFailed;
                 }
+                queued = true;
                 counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
                 if ended {
                     counters.messages.fetch_add(1, Ordering::Relaxed);
@@ -450,6 +491,17 @@ async fn forward(
     from.drain.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(close_timeout, reader.read_frame(&mut obligated)).await;
     DirectionEnd::Violated(violation)
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (it can be polled
+/// again later).
+async fn poll_once<F: Future + Unpin>(future: F) -> Option<F::Output> {
+    let mut future = future;
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut future).poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// A read error that is the peer's fault, as the close to send; `None` for a lost connection.

@@ -31,8 +31,14 @@ pub fn client_config(
             roots
         }
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // AES-128-GCM first, as browsers order it (rustls puts AES-256-GCM first): the tunnel
+    // encrypts every byte it carries, and the shorter key schedule is about a tenth faster
+    // here (`openssl speed -evp`). The gateway takes the agent's order.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::new("gateway", e.to_string()))?
         .with_root_certificates(roots);
