@@ -1,11 +1,11 @@
 //! A session after both 101s: frames relayed one at a time each way (memory per session is
-//! bounded by one frame and one write buffer per direction), per-message limits, heartbeats both ways, the closing
-//! handshake carried end to end, and 1001 on shutdown.
+//! bounded by one frame and one write buffer per direction), per-message limits, heartbeats
+//! both ways, the closing handshake carried end to end, and 1001 on shutdown.
 //!
 //! Two tasks read, one per side, and write what they read to the other side; the session task
 //! watches deadlines (idle, ping, pong, close) and shutdown. A forwarded frame goes into the
-//! other side's write buffer, which is flushed when the reader has no complete frame left: a
-//! burst of small messages leaves in one write instead of one write each. Every way out sends each side a
+//! other side's write buffer, flushed when the reader has no further frame ready: a burst of
+//! small messages leaves in one write instead of one each. Every way out sends each side a
 //! close frame it has not had yet, then FIN, so the close is read before the socket goes.
 
 use std::sync::Arc;
