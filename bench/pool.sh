@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Layer-4 load balancing benchmark: mtgate's `tcp` listener and HAProxy (Debian's, round-robin)
 # in front of the same four local echo backends, and a direct connection to one backend, in one
-# run on loopback. Prints new connections per second, throughput, and the time from a backend's
-# death (SIGKILL under load) to the last client-visible error.
+# run on loopback. Prints new connections per second (the median of ROUNDS rounds that
+# alternate between the two balancers over shared backends), throughput, and the time from a
+# backend's death (SIGKILL under load) to the last client-visible error.
 #
-#   bench/pool.sh                 # about a minute
-#   DURATION=2s bench/pool.sh     # quicker
+#   bench/pool.sh                 # about a minute and a half
+#   DURATION=2s ROUNDS=1 bench/pool.sh     # quicker
 #
 # Installs haproxy with apt when it is missing (needs root). Each balancer gets the same
 # health check (TCP, every 200 ms, fall 2, rise 2) and up to 3 connection attempts, moving to
@@ -139,6 +140,42 @@ cpu_seconds() {
 }
 
 declare -A RESULT
+# The connection rate of both balancers, in alternating rounds over the same four backends
+# (both up at once, one loaded at a time), so a drift of the machine's speed during the run
+# weighs on both alike. Each balancer's figure is its median round.
+ROUNDS="${ROUNDS:-3}"
+connection_rounds() {
+  local mtgate_port haproxy_port mtgate_pid haproxy_pid
+  mtgate_port="$(free_port)"; haproxy_port="$(free_port)"
+  start_backends
+  start_mtgate "$mtgate_port"; mtgate_pid="$BALANCER_PID"
+  start_haproxy "$haproxy_port"; haproxy_pid="$BALANCER_PID"
+  local -A rates=() cpu=() failed=()
+  local round name port pid before after row
+  for round in $(seq "$ROUNDS"); do
+    for name in mtgate haproxy; do
+      if [[ "$name" == mtgate ]]; then port="$mtgate_port"; pid="$mtgate_pid"; else port="$haproxy_port"; pid="$haproxy_pid"; fi
+      log "$name: connections, round $round of $ROUNDS"
+      before="$(cpu_seconds "$pid")"
+      row="$(load --target "127.0.0.1:$port" --mode connections --concurrency "$CONCURRENCY")"
+      after="$(cpu_seconds "$pid")"
+      rates[$name]+="$(field "$row" connections_per_second) "
+      cpu[$name]+="$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", a - b }') "
+      failed[$name]=$(( ${failed[$name]:-0} + $(field "$row" failed) ))
+    done
+  done
+  for name in mtgate haproxy; do
+    local median
+    median="$(tr ' ' '\n' <<<"${rates[$name]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+    RESULT[$name.conn]="connections_per_second=$median failed=${failed[$name]}"
+    RESULT[$name.rounds]="${rates[$name]% }"
+    RESULT[$name.cpu]="$(tr ' ' '\n' <<<"${cpu[$name]}" | grep . | paste -sd/)"
+  done
+  kill "$mtgate_pid" "$haproxy_pid" 2>/dev/null || true
+  wait "$mtgate_pid" "$haproxy_pid" 2>/dev/null || true
+  stop_backends
+}
+
 measure() {
   local name="$1" kind="$2" port
   port="$(free_port)"
@@ -148,12 +185,11 @@ measure() {
     haproxy) start_haproxy "$port" ;;
     direct) port="${BACKEND_PORTS[0]}"; BALANCER_PID="" ;;
   esac
-  log "$name: connections"
-  local before after
-  before="$( [[ -n "$BALANCER_PID" ]] && cpu_seconds "$BALANCER_PID" || echo 0)"
-  RESULT[$name.conn]="$(load --target "127.0.0.1:$port" --mode connections --concurrency "$CONCURRENCY")"
-  after="$( [[ -n "$BALANCER_PID" ]] && cpu_seconds "$BALANCER_PID" || echo 0)"
-  RESULT[$name.cpu]="$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", a - b }')"
+  if [[ "$kind" == direct ]]; then
+    log "$name: connections"
+    RESULT[$name.conn]="$(load --target "127.0.0.1:$port" --mode connections --concurrency "$CONCURRENCY")"
+    RESULT[$name.cpu]="-"
+  fi
   log "$name: throughput"
   RESULT[$name.tput]="$(load --target "127.0.0.1:$port" --mode throughput --concurrency 8)"
   if [[ "$kind" != direct ]]; then
@@ -165,12 +201,13 @@ measure() {
   stop_backends
 }
 
+field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+connection_rounds
 measure "mtgate" mtgate
 measure "haproxy" haproxy
 measure "direct" direct
 
-field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
-printf '\n%-10s %14s %10s %12s %10s %22s\n' "target" "new conn/s" "CPU s" "MB/s (8c)" "failed" "errors after a kill"
+printf '\n%-10s %14s %16s %12s %10s %22s\n' "target" "new conn/s" "CPU s/round" "MB/s (8c)" "failed" "errors after a kill"
 for name in mtgate haproxy direct; do
   conn="${RESULT[$name.conn]}"
   kill_row="${RESULT[$name.kill]:-}"
@@ -178,10 +215,12 @@ for name in mtgate haproxy direct; do
   if [[ -n "$kill_row" ]]; then
     after="$(field "$kill_row" errors_after_kill_ms) ms ($(field "$kill_row" failed) failed)"
   fi
-  printf '%-10s %14s %10s %12s %10s %22s\n' "$name" "$(field "$conn" connections_per_second)" \
+  printf '%-10s %14s %16s %12s %10s %22s\n' "$name" "$(field "$conn" connections_per_second)" \
     "${RESULT[$name.cpu]}" "$(field "${RESULT[$name.tput]}" megabytes_per_second)" \
     "$(field "$conn" failed)" "$after"
 done
+printf '\nnew conn/s per round (alternating, median above): mtgate %s; haproxy %s\n' \
+  "${RESULT[mtgate.rounds]}" "${RESULT[haproxy.rounds]}"
 mtgate_rate="$(field "${RESULT[mtgate.conn]}" connections_per_second)"
 haproxy_rate="$(field "${RESULT[haproxy.conn]}" connections_per_second)"
 printf '\ntarget: mtgate new conn/s >= haproxy: %s (%s vs %s)\n' \
