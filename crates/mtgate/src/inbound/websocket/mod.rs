@@ -12,6 +12,7 @@
 //! in a backend's 101 is refused, so frames pass as they are.
 
 pub mod backend;
+pub mod deadline;
 pub mod halves;
 pub mod handshake;
 pub mod head_io;

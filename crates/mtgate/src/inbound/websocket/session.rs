@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::deadline::timed;
 use super::halves::{DrainRead, FinWrite};
 use super::live::LiveSession;
 use super::message::{MessageLimits, Tracker, Violation, check_close, codes};
@@ -192,11 +193,10 @@ impl Side {
 
     /// Sends what [`Side::queue`] left in the buffer, within the write timeout.
     async fn flush(&self) -> Result<(), WebSocketError> {
-        let flushing = async { self.writer.lock().await.flush().await };
-        match tokio::time::timeout(self.write_timeout, flushing).await {
-            Ok(result) => result,
-            Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
-        }
+        timed(self.write_timeout, async {
+            self.writer.lock().await.flush().await
+        })
+        .await
     }
 
     async fn write(&self, frame: Frame<'_>, flush: bool) -> Result<(), WebSocketError> {
@@ -211,10 +211,7 @@ impl Side {
             }
             Ok(())
         };
-        match tokio::time::timeout(self.write_timeout, writing).await {
-            Ok(result) => result,
-            Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
-        }
+        timed(self.write_timeout, writing).await
     }
 
     async fn close(&self, code: u16, reason: &str) {
@@ -228,8 +225,7 @@ impl Side {
     /// Sends FIN after what was written.
     async fn finish(&self) {
         self.fin.store(true, Ordering::Relaxed);
-        let flushing = async { self.writer.lock().await.flush().await };
-        let _ = tokio::time::timeout(self.write_timeout, flushing).await;
+        let _ = self.flush().await;
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use super::Codec;
 use super::json;
 use super::state::{CLOSE_GOING_AWAY, Out, Shared};
+use crate::inbound::websocket::deadline::timed;
 
 /// How long the close frame and the TLS close may take at the end.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -100,16 +101,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(mut ws: WebSocketWrite<W>, shared
         ws.flush().await
     })
     .await;
-}
-
-async fn timed<T>(
-    limit: Duration,
-    work: impl Future<Output = Result<T, WebSocketError>>,
-) -> Result<T, WebSocketError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
-    }
 }
 
 fn next_item(shared: &Shared) -> Option<Item> {
