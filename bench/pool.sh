@@ -5,7 +5,7 @@
 # alternate between the two balancers over shared backends), throughput, and the time from a
 # backend's death (SIGKILL under load) to the last client-visible error.
 #
-#   bench/pool.sh                 # about a minute and a half
+#   bench/pool.sh                 # about two minutes
 #   DURATION=2s ROUNDS=1 bench/pool.sh     # quicker
 #
 # Installs haproxy with apt when it is missing (needs root). Each balancer gets the same
@@ -143,7 +143,7 @@ declare -A RESULT
 # The connection rate of both balancers, in alternating rounds over the same four backends
 # (both up at once, one loaded at a time), so a drift of the machine's speed during the run
 # weighs on both alike. Each balancer's figure is its median round.
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 connection_rounds() {
   local mtgate_port haproxy_port mtgate_pid haproxy_pid
   mtgate_port="$(free_port)"; haproxy_port="$(free_port)"

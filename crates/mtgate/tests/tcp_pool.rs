@@ -197,6 +197,12 @@ async fn round_robin_spreads_evenly_and_relays_both_ways() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"mtgate_pool_server_up{pool="web",server="b2"} 1"#));
+    // Each exchange: "ping" up; the backend's name line ("a\n") and the echo down.
+    for (direction, bytes) in [("client_to_upstream", 120), ("upstream_to_client", 180)] {
+        let line =
+            format!(r#"mtgate_tcp_bytes_total{{listener="lb",direction="{direction}"}} {bytes}"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     server.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use crate::outbound::proxy_header;
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{Passthrough, RelayEnd, relay};
 use crate::server::Shared;
-use crate::telemetry::metrics::{BytesLabels, ListenerLabels, ReasonLabels};
+use crate::telemetry::metrics::{DirectionLabels, ListenerLabels, ReasonLabels};
 
 /// Time to write the PROXY header and bytes the backend sent early.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +69,7 @@ pub async fn accept_loop(
     let labels = ListenerLabels {
         listener: service.name.clone(),
     };
+    let meters = Arc::new(Meters::new(&shared, &service.name));
     loop {
         let Some((stream, peer)) =
             crate::listener::accept_until(&listener, &stop, &service.name).await
@@ -80,7 +82,13 @@ pub async fn accept_loop(
             count(&shared, &service, "connection_limit");
             continue;
         };
-        tracker.spawn(serve(stream, peer, service.clone(), shared.clone(), passes));
+        let connection = Connection {
+            service: service.clone(),
+            shared: shared.clone(),
+            meters: meters.clone(),
+            _passes: passes,
+        };
+        tracker.spawn(serve(stream, peer, connection));
     }
 }
 
@@ -95,25 +103,58 @@ fn count(shared: &Shared, service: &TcpService, reason: &'static str) {
         .inc();
 }
 
-async fn serve(
-    client: TcpStream,
-    peer: SocketAddr,
+/// The listener's metric handles, looked up once instead of once per connection.
+struct Meters {
+    open: Gauge,
+    up: Counter,
+    down: Counter,
+}
+
+impl Meters {
+    fn new(shared: &Shared, listener: &str) -> Self {
+        let metrics = &shared.metrics;
+        let bytes = |direction| {
+            metrics
+                .tcp_bytes
+                .get_or_create(&DirectionLabels {
+                    listener: listener.to_owned(),
+                    direction,
+                })
+                .clone()
+        };
+        Self {
+            open: metrics
+                .connections_open
+                .get_or_create(&ListenerLabels {
+                    listener: listener.to_owned(),
+                })
+                .clone(),
+            up: bytes("client_to_upstream"),
+            down: bytes("upstream_to_client"),
+        }
+    }
+}
+
+/// What one accepted connection shares with its listener.
+struct Connection {
     service: Arc<TcpService>,
     shared: Arc<Shared>,
+    meters: Arc<Meters>,
+    /// Held for the connection's life: its places under the global and listener caps.
     _passes: (Pass, Pass),
-) {
+}
+
+async fn serve(client: TcpStream, peer: SocketAddr, connection: Connection) {
+    let Connection {
+        service,
+        shared,
+        meters,
+        _passes,
+    } = connection;
     let registration = shared.conns.register();
     let entry = registration.entry();
     let config = service.config();
-    let _open = OpenGauge::enter(
-        shared
-            .metrics
-            .connections_open
-            .get_or_create(&ListenerLabels {
-                listener: service.name.clone(),
-            })
-            .clone(),
-    );
+    let _open = OpenGauge::enter(&meters.open);
     let Some(pool) = shared.pools.get(&config.pool) else {
         tracing::warn!(listener = service.name, pool = config.pool, "pool is gone");
         count(&shared, &service, "no_pool");
@@ -168,18 +209,6 @@ async fn serve(
             return;
         }
     }
-    let bytes = |direction| {
-        shared
-            .metrics
-            .bytes
-            .get_or_create(&BytesLabels {
-                listener: service.name.clone(),
-                user: String::new(),
-                direction,
-            })
-            .clone()
-    };
-    let (up, down) = (bytes("client_to_upstream"), bytes("upstream_to_client"));
     let ctx = RelayContext {
         pool: &shared.pool,
         entry,
@@ -189,8 +218,8 @@ async fn serve(
     let relaying = relay(
         &client,
         &tunnel.tcp,
-        (Passthrough::unlimited(), Some(&up)),
-        (Passthrough::unlimited(), Some(&down)),
+        (Passthrough::unlimited(), Some(&meters.up)),
+        (Passthrough::unlimited(), Some(&meters.down)),
         ctx,
     );
     match relaying.await {
@@ -202,16 +231,16 @@ async fn serve(
 }
 
 /// Counts a connection in the open-connections gauge until dropped.
-struct OpenGauge(Gauge);
+struct OpenGauge<'a>(&'a Gauge);
 
-impl OpenGauge {
-    fn enter(gauge: Gauge) -> Self {
+impl<'a> OpenGauge<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
         gauge.inc();
         Self(gauge)
     }
 }
 
-impl Drop for OpenGauge {
+impl Drop for OpenGauge<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -38,6 +38,15 @@ pub struct BytesLabels {
     pub direction: &'static str,
 }
 
+/// Labels of a per-listener, per-direction counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// Listener name.
+    pub listener: String,
+    /// "client_to_upstream", "client_to_backend" and their reverses.
+    pub direction: &'static str,
+}
+
 /// Labels of a failure or outcome counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -87,8 +96,10 @@ pub struct Metrics {
     pub handshake_failures: Family<ReasonLabels, Counter>,
     /// Sessions ended abnormally after the handshake, by reason.
     pub session_errors: Family<ReasonLabels, Counter>,
-    /// Bytes relayed per user and direction.
+    /// MTProto bytes relayed per user and direction.
     pub bytes: Family<BytesLabels, Counter>,
+    /// Bytes relayed by `tcp` listeners, per direction.
+    pub tcp_bytes: Family<DirectionLabels, Counter>,
     /// Replayed handshakes refused.
     pub replays: Family<ListenerLabels, Counter>,
     /// Failed handshakes sent to the cover site or discarded, by outcome.
@@ -119,6 +130,7 @@ impl Metrics {
             handshake_failures: Family::default(),
             session_errors: Family::default(),
             bytes: Family::default(),
+            tcp_bytes: Family::default(),
             replays: Family::default(),
             masking: Family::default(),
             dc_connect_seconds: Family::new_with_constructor(dc_latency_histogram),
@@ -166,8 +178,13 @@ impl Metrics {
         );
         r.register(
             "mtgate_mtproto_bytes",
-            "Bytes relayed, by user and direction",
+            "Bytes relayed by MTProto listeners, by user and direction",
             m.bytes.clone(),
+        );
+        r.register(
+            "mtgate_tcp_bytes",
+            "Bytes relayed by tcp listeners, by direction",
+            m.tcp_bytes.clone(),
         );
         r.register(
             "mtgate_mtproto_replays",

@@ -11,18 +11,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+
+pub use crate::telemetry::metrics::DirectionLabels;
 use tokio::time::Instant;
 
 use crate::telemetry::metrics::ListenerLabels;
-
-/// Labels of a per-direction WebSocket counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabels {
-    /// Listener name.
-    pub listener: String,
-    /// "client_to_backend" or "backend_to_client".
-    pub direction: &'static str,
-}
 
 /// Labels of a close counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
