@@ -1,6 +1,6 @@
 //! The `websocket` listener in-process, against in-process WebSocket backends: echo of text
 //! and binary, subprotocols, limits (1009), refusals before the 101, a backend dying
-//! mid-session, wss, the admin listing and 1001 on shutdown.
+//! mid-session, wss, the admin listing, in-flight counts and 1001 on shutdown.
 
 mod common;
 
@@ -670,4 +670,42 @@ async fn websocket_health_check_takes_out_a_backend_that_does_not_upgrade() {
     server.shutdown(Duration::from_secs(1)).await;
     good.task.abort();
     not_ws.abort();
+}
+
+#[tokio::test]
+async fn open_sessions_count_as_in_flight_on_their_backends() {
+    let backends = [Backend::start("a").await, Backend::start("b").await];
+    let (server, addr) = start(&[backends[0].addr, backends[1].addr], "").await;
+    let admin = server.admin_addr().unwrap();
+    let in_flight = || async {
+        let body = admin_get(admin, "/pools/echo").await;
+        let json: serde_json::Value =
+            serde_json::from_str(body.split_once("\r\n\r\n").unwrap().1).unwrap();
+        json["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["in_flight"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Least-connections and per-server caps rely on open sessions being counted.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        sessions.push(ws_connect(addr, "/echo", "").await);
+    }
+    assert_eq!(in_flight().await, [1, 1]);
+    for mut ws in sessions {
+        ws.write_frame(Frame::close(1000, b"")).await.unwrap();
+        expect_close(&mut ws).await;
+    }
+    let mut counts = in_flight().await;
+    for _ in 0..100 {
+        if counts == [0, 0] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counts = in_flight().await;
+    }
+    assert_eq!(counts, [0, 0]);
+    server.shutdown(Duration::from_secs(1)).await;
 }

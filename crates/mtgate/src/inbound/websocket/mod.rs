@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use mtgate_client::InFlight;
 use mtgate_proto::http1::Limits;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -140,6 +141,8 @@ struct Opened {
     client: Halves,
     backend: Halves,
     live: LiveSession,
+    /// The backend's place in its pool's in-flight count, held for the session.
+    _in_flight: Option<InFlight>,
 }
 
 async fn serve(
@@ -331,10 +334,19 @@ async fn open(
         up: Default::default(),
         down: Default::default(),
     };
+    // A plain TCP backend splits without a lock; TLS (wss://, an https:// hop) needs one.
+    let (backend, in_flight) = match stream.into_tcp() {
+        Ok(tunnel) => {
+            let (tcp, prefix, in_flight) = tunnel.into_parts();
+            (Halves::tcp(tcp).prefixed(prefix), Some(in_flight))
+        }
+        Err(stream) => (Halves::split(stream), None),
+    };
     Some(Opened {
         client: client.prefixed(early),
-        backend: Halves::split(stream).prefixed(accepted.rest),
+        backend: backend.prefixed(accepted.rest),
         live,
+        _in_flight: in_flight,
     })
 }
 

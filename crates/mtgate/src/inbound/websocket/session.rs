@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::deadline::timed;
+use super::deadline::{poll_once, timed};
 use super::halves::{DrainRead, FinWrite};
 use super::live::LiveSession;
 use super::message::{MessageLimits, Tracker, Violation, check_close, codes};
@@ -487,17 +487,6 @@ async fn forward(
     from.drain.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(close_timeout, reader.read_frame(&mut obligated)).await;
     DirectionEnd::Violated(violation)
-}
-
-/// Polls `future` once: its output if it is ready, `None` if it would wait (it can be polled
-/// again later).
-async fn poll_once<F: Future + Unpin>(future: F) -> Option<F::Output> {
-    let mut future = future;
-    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut future).poll(cx) {
-        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
 }
 
 /// A read error that is the peer's fault, as the close to send; `None` for a lost connection.
