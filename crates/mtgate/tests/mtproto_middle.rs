@@ -128,9 +128,9 @@ impl MiddleFixture {
         std::fs::write(
             &conf_file,
             format!(
-                "# test\ndefault 2;\nproxy_for 2 {};\nproxy_for 4 {};\n",
-                me2.addr(),
-                me4.addr()
+                "# test\ndefault 2;\nproxy_for 2 {me2};\nproxy_for -2 {me2};\nproxy_for 4 {me4};\n",
+                me2 = me2.addr(),
+                me4 = me4.addr()
             ),
         )
         .unwrap();
@@ -281,6 +281,14 @@ async fn every_mode_echoes_with_the_ad_tag_flags_and_addresses() {
     .await;
     conn.echo(&packet(64, 9)).await.unwrap();
     assert_eq!(f.seen2().requests.len(), before + 1);
+    // DC -2 (media) lists the same middle proxy as DC 2 and rides the same connections.
+    let mut conn = connect(
+        f.proxy,
+        &client(ClientSecret::Plain(key(ALICE)), ProtoTag::Intermediate, -2),
+    )
+    .await;
+    conn.echo(&packet(64, 9)).await.unwrap();
+    assert_eq!(f.seen2().requests.len(), before + 2);
     // Many clients, few connections: at most max_connections = 2 per middle proxy.
     assert!(f.seen2().handshakes <= 2, "{:?}", f.seen2().handshakes);
     drop(f.server);
@@ -606,7 +614,8 @@ async fn quick_acks_and_close_propagation() {
     assert_eq!(value("tot_forwarded_simple_acks"), 3);
     assert_eq!(value("tot_forwarded_queries"), 5);
     assert!(value("tot_forwarded_responses") >= 4);
-    // Pools open at start for every cluster (DC 2 and DC 4), min_connections = 1 each.
+    // Pools open at start for every middle proxy (DC 2 and -2 share one, DC 4 has its own),
+    // min_connections = 1 each.
     assert_eq!(value("ready_outbound_connections"), 2);
     assert_eq!(value("ext_connections_created"), 5);
     let metrics = http_get(f.server.metrics_addr().unwrap(), "/metrics").await;

@@ -3,10 +3,13 @@
 //!
 //! - [`connection`]: one connection (handshake, framing, CBC, ping, dispatch by client id);
 //! - [`clients`]: a connection's client table with bounded per-client queues;
-//! - [`pool`]: the connections of one cluster (min..max, reconnection);
-//! - [`MiddleProxies`]: the pools by cluster, opened at start for every cluster of
-//!   `proxy-multi.conf` ([`MiddleProxies::warm`]) and kept; new files (SIGHUP, or every
-//!   `refresh_interval`) retire the pools whose middle proxies changed and open the new ones.
+//! - [`pool`]: the connections to one cluster's middle proxies (min..max, reconnection);
+//! - [`MiddleProxies`]: the pools, opened at start for every cluster of `proxy-multi.conf`
+//!   ([`MiddleProxies::warm`]) and kept; new files (SIGHUP, or every `refresh_interval`)
+//!   retire the pools whose middle proxies are gone and open the new ones. Clusters that
+//!   list the same middle proxies share one pool: Telegram's file names the same ones for
+//!   DC N and DC -N (media), and the official proxy, too, keeps one set of connections per
+//!   middle proxy.
 //!
 //! A client's entry in a table lives as long as its session, which ends on the listener's
 //! idle timeout: that is the idle eviction of the table.
@@ -18,11 +21,13 @@ pub mod counters;
 pub mod pool;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mtgate_proto::mtproto::dc::DcId;
+use mtgate_proto::mtproto::middle::proxy_config::Cluster;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MiddleConfig;
@@ -37,11 +42,11 @@ pub enum MiddleError {
     /// `proxy-multi.conf` names no middle proxy for the DC (nor a default).
     #[error("no middle proxy for DC {0}")]
     NoProxy(i16),
-    /// No connection of the cluster came up in time.
-    #[error("no middle proxy of cluster {0} is reachable")]
+    /// No connection to the DC's middle proxies came up in time.
+    #[error("no middle proxy of DC {0} is reachable")]
     Unavailable(i16),
-    /// Every connection of the cluster has its maximum of clients.
-    #[error("every middle-proxy connection of cluster {0} is full")]
+    /// Every connection to the DC's middle proxies has its maximum of clients.
+    #[error("every middle-proxy connection of DC {0} is full")]
     Full(i16),
     /// Connecting failed.
     #[error("connect: {0}")]
@@ -74,6 +79,11 @@ impl MiddleError {
     }
 }
 
+/// What identifies a cluster's pool: its middle proxies, in file order.
+fn pool_key(cluster: &Cluster) -> Vec<SocketAddr> {
+    cluster.endpoints.iter().map(|e| e.addr).collect()
+}
+
 /// A client's place on a middle-proxy connection. Dropping it removes the client and, if
 /// the middle proxy still knows it, sends RPC_CLOSE_CONN.
 #[derive(Debug)]
@@ -100,13 +110,13 @@ impl Drop for ClientLink {
     }
 }
 
-/// Every pool, by cluster.
+/// Every pool, by the middle proxies it connects to (in file order).
 #[derive(Debug)]
 pub struct MiddleProxies {
     /// Totals for `/stats`.
     pub counters: Arc<Counters>,
     config: Arc<ArcSwap<MiddleConfig>>,
-    pools: Mutex<HashMap<i16, Arc<Pool>>>,
+    pools: Mutex<HashMap<Vec<SocketAddr>, Arc<Pool>>>,
     connect_timeout: Duration,
     stop: CancellationToken,
 }
@@ -139,13 +149,11 @@ impl MiddleProxies {
             let cluster = config
                 .proxies
                 .cluster(dc.0)
-                .ok_or(MiddleError::NoProxy(dc.0))?
-                .dc;
+                .ok_or(MiddleError::NoProxy(dc.0))?;
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            self.pool(&mut pools, cluster)
-                .ok_or(MiddleError::NoProxy(dc.0))?
+            self.pool(&mut pools, cluster, &config)
         };
-        let link = pool.acquire().await?;
+        let link = pool.acquire(dc.0).await?;
         Counters::inc(&self.counters.clients_created);
         Ok(link)
     }
@@ -157,23 +165,31 @@ impl MiddleProxies {
         let config = self.config.load();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         for cluster in &config.proxies.clusters {
-            self.pool(&mut pools, cluster.dc);
+            self.pool(&mut pools, cluster, &config);
         }
     }
 
-    fn pool(&self, pools: &mut HashMap<i16, Arc<Pool>>, cluster: i16) -> Option<Arc<Pool>> {
-        if let Some(pool) = pools.get(&cluster) {
-            return Some(pool.clone());
+    /// The pool for `cluster`'s middle proxies, started if there is none yet.
+    fn pool(
+        &self,
+        pools: &mut HashMap<Vec<SocketAddr>, Arc<Pool>>,
+        cluster: &Cluster,
+        config: &MiddleConfig,
+    ) -> Arc<Pool> {
+        let key = pool_key(cluster);
+        if let Some(pool) = pools.get(&key) {
+            return pool.clone();
         }
         let pool = Pool::start(
             cluster,
+            config,
             self.config.clone(),
             self.counters.clone(),
             self.connect_timeout,
             self.stop.child_token(),
-        )?;
-        pools.insert(cluster, pool.clone());
-        Some(pool)
+        );
+        pools.insert(key, pool.clone());
+        pool
     }
 
     /// Applies new settings and files: pools whose middle proxies changed are retired (their
@@ -186,17 +202,17 @@ impl MiddleProxies {
 
     fn retire_changed(&self, config: &MiddleConfig) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.retain(|dc, pool| {
-            let now: Vec<_> = config
+        pools.retain(|endpoints, pool| {
+            let keep = config
                 .proxies
                 .clusters
                 .iter()
-                .find(|c| c.dc == *dc)
-                .map(|c| c.endpoints.iter().map(|e| e.addr).collect())
-                .unwrap_or_default();
-            let keep = now == pool.endpoints();
+                .any(|c| pool_key(c) == *endpoints);
             if !keep {
-                tracing::info!(dc, "middle proxies changed: retiring the old connections");
+                tracing::info!(
+                    ?endpoints,
+                    "no DC uses these middle proxies any more: retiring their connections"
+                );
                 pool.retire();
             }
             keep

@@ -1,4 +1,5 @@
-//! The connections to the middle proxies of one DC cluster.
+//! The connections to the middle proxies of one cluster (shared by the clusters that list
+//! the same middle proxies).
 //!
 //! Each connection slot is a task that connects, serves until the connection fails, then
 //! reconnects with exponential backoff (200 ms doubling to 10 s). The pool starts with
@@ -19,6 +20,7 @@ use super::connection::{self, MeConnection};
 use super::counters::Counters;
 use super::{ClientLink, MiddleError};
 use crate::config::MiddleConfig;
+use mtgate_proto::mtproto::middle::proxy_config::Cluster;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -41,10 +43,9 @@ impl Slot {
     }
 }
 
-/// The pool of one cluster.
+/// The connections to one list of middle proxies.
 #[derive(Debug)]
 pub struct Pool {
-    dc: i16,
     /// Middle proxies and how many connections each may have.
     endpoints: Vec<(SocketAddr, u32)>,
     slots: Mutex<Vec<Arc<Slot>>>,
@@ -59,16 +60,16 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts the pool of cluster `dc`.
+    /// Starts the pool of `cluster`'s middle proxies, with the connection counts `snapshot`
+    /// gives them; the pool follows `config` for everything else.
     pub fn start(
-        dc: i16,
+        cluster: &Cluster,
+        snapshot: &MiddleConfig,
         config: Arc<ArcSwap<MiddleConfig>>,
         counters: Arc<Counters>,
         connect_timeout: Duration,
         stop: CancellationToken,
-    ) -> Option<Arc<Self>> {
-        let snapshot = config.load_full();
-        let cluster = snapshot.proxies.clusters.iter().find(|c| c.dc == dc)?;
+    ) -> Arc<Self> {
         let mut endpoints = Vec::new();
         let mut initial = Vec::new();
         for e in &cluster.endpoints {
@@ -77,7 +78,6 @@ impl Pool {
             initial.extend(std::iter::repeat_n(e.addr, min as usize));
         }
         let pool = Arc::new(Self {
-            dc,
             endpoints,
             slots: Mutex::default(),
             ready: Notify::new(),
@@ -90,12 +90,7 @@ impl Pool {
         for endpoint in initial {
             pool.add_slot(endpoint);
         }
-        Some(pool)
-    }
-
-    /// The middle proxies this pool serves.
-    pub fn endpoints(&self) -> Vec<SocketAddr> {
-        self.endpoints.iter().map(|(a, _)| *a).collect()
+        pool
     }
 
     /// Stops reconnecting and lets the connections end when their clients have left.
@@ -139,9 +134,9 @@ impl Pool {
         }
     }
 
-    /// Registers a client on the least-loaded live connection, waiting up to the connect
-    /// timeout for one to come up.
-    pub async fn acquire(self: &Arc<Self>) -> Result<ClientLink, MiddleError> {
+    /// Registers a client of DC `dc` on the least-loaded live connection, waiting up to the
+    /// connect timeout for one to come up.
+    pub async fn acquire(self: &Arc<Self>, dc: i16) -> Result<ClientLink, MiddleError> {
         let deadline = Instant::now() + self.connect_timeout;
         let capacity = self.config.load().clients_per_connection;
         let mut grown = false;
@@ -163,10 +158,10 @@ impl Pool {
                 }
             }
             if !live.is_empty() && !grown {
-                return Err(MiddleError::Full(self.dc));
+                return Err(MiddleError::Full(dc));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(MiddleError::Unavailable(self.dc));
+                return Err(MiddleError::Unavailable(dc));
             }
         }
     }
@@ -194,7 +189,7 @@ async fn supervise(pool: Arc<Pool>, slot: Arc<Slot>) {
                 backoff = BACKOFF_START;
                 Counters::inc(&pool.counters.connections_created);
                 let conn = established.conn.clone();
-                tracing::info!(dc = pool.dc, endpoint = %slot.endpoint, public = %conn.public, "middle proxy connection up");
+                tracing::info!(endpoint = %slot.endpoint, public = %conn.public, "middle proxy connection up");
                 slot.set(Some(conn.clone()));
                 pool.ready.notify_waiters();
                 let stop = CancellationToken::new();
@@ -210,13 +205,13 @@ async fn supervise(pool: Arc<Pool>, slot: Arc<Slot>) {
                     Ok(()) => {}
                     Err(e) => {
                         Counters::inc(&pool.counters.connection_failures);
-                        tracing::warn!(dc = pool.dc, endpoint = %slot.endpoint, error = %e, "middle proxy connection lost")
+                        tracing::warn!(endpoint = %slot.endpoint, error = %e, "middle proxy connection lost")
                     }
                 }
             }
             Err(e) => {
                 Counters::inc(&pool.counters.connection_failures);
-                tracing::warn!(dc = pool.dc, endpoint = %slot.endpoint, error = %e, retry_in = ?backoff, "cannot connect to the middle proxy");
+                tracing::warn!(endpoint = %slot.endpoint, error = %e, retry_in = ?backoff, "cannot connect to the middle proxy");
             }
         }
         tokio::select! {
