@@ -295,7 +295,7 @@ impl Server {
             tokio::spawn(crate::telemetry::endpoint::serve(
                 listener,
                 Arc::new(registry),
-                page,
+                Some(page),
                 stop_background.clone(),
             ));
         }

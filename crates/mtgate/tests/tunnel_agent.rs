@@ -171,7 +171,11 @@ impl RunningAgent {
             .try_init();
         let config = AgentConfig::parse(config_text).expect("valid agent config");
         let stop = CancellationToken::new();
-        let task = tokio::spawn(agent::run(Arc::new(config), stop.clone()));
+        let task = tokio::spawn(agent::run(
+            Arc::new(config),
+            Default::default(),
+            stop.clone(),
+        ));
         Self { stop, task }
     }
 }

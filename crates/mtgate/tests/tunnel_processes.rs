@@ -1,6 +1,7 @@
 //! The gateway (`mtgate run`) and the agent (`mtgate agent`) as real processes on loopback:
 //! a download through the gateway's SOCKS5 listener with the agent killed (SIGKILL) in the
-//! middle, a second agent taking over, and 1,000 streams at once.
+//! middle, a second agent taking over, and 1,000 streams at once, counted in the agent's
+//! metrics.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -128,6 +129,11 @@ rules = [{{ action = "allow", hosts = ["*"] }}]
     }
 
     fn agent(&self, name: &str) -> Process {
+        self.agent_with(name, "")
+    }
+
+    /// An agent with `extra` lines in its config.
+    fn agent_with(&self, name: &str, extra: &str) -> Process {
         let config = format!(
             r#"
 gateway = "ws://127.0.0.1:{}/ws"
@@ -138,6 +144,7 @@ allow_private = true
 max_concurrent_conns = 4096
 ping_interval = "2s"
 pong_timeout = "2s"
+{extra}
 "#,
             self.gateway_port
         );
@@ -260,7 +267,10 @@ async fn an_agent_killed_mid_transfer_resets_cleanly_and_a_new_agent_takes_over(
 async fn a_thousand_streams_through_gateway_and_agent() {
     let origin = origin().await;
     let setup = Setup::start("thousand").await;
-    let _agent = setup.agent("only");
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // 127.0.0.2 is refused by the agent's policy before anything is sent to it.
+    let extra = format!("metrics_listen = \"{metrics}\"\nforbidden_hosts = [\"127.0.0.2\"]");
+    let _agent = setup.agent_with("only", &extra);
     until_served(setup.socks, origin).await;
 
     let mut tasks = Vec::new();
@@ -287,4 +297,44 @@ async fn a_thousand_streams_through_gateway_and_agent() {
     .await;
     assert!(all.is_ok(), "1,000 streams did not all finish in time");
     assert_eq!(open.len(), 1000);
+
+    let forbidden = SocketAddr::from(([127, 0, 0, 2], 80));
+    let (reply, _) = socks_connect(setup.socks, forbidden).await.unwrap();
+    assert_ne!(reply, 0, "the agent's policy forbids 127.0.0.2");
+    let text = get_metrics(metrics).await;
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("mtgate_agent_gateway_connections"), 1);
+    assert_eq!(value("mtgate_agent_streams_open"), 1000, "{text}");
+    assert!(value("mtgate_agent_stream_opens_total") >= 1001, "{text}");
+    assert_eq!(
+        value(r#"mtgate_agent_stream_refusals_total{code="forbidden_host"}"#),
+        1
+    );
+    // Each stream: 9 bytes in ("E" and 8 digits), 8 bytes echoed back out.
+    assert!(value(r#"mtgate_agent_bytes_total{direction="in"}"#) >= 9000);
+    assert!(value(r#"mtgate_agent_bytes_total{direction="out"}"#) >= 8000);
+}
+
+/// The agent's `/metrics` page.
+async fn get_metrics(addr: SocketAddr) -> String {
+    let fetch = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .expect("metrics in time")
+        .expect("metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }

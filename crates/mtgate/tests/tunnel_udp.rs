@@ -80,7 +80,11 @@ impl RunningAgent {
         );
         let config = AgentConfig::parse(&text).expect("valid agent config");
         let stop = CancellationToken::new();
-        tokio::spawn(agent::run(Arc::new(config), stop.clone()));
+        tokio::spawn(agent::run(
+            Arc::new(config),
+            Default::default(),
+            stop.clone(),
+        ));
         Self(stop)
     }
 }

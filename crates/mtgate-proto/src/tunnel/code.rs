@@ -106,6 +106,25 @@ impl ErrorCode {
         }
     }
 
+    /// The code's name in snake case, for logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::AuthFailed => "auth_failed",
+            Self::InvalidMessage => "invalid_message",
+            Self::ConnectionRefused => "connection_refused",
+            Self::HostUnreachable => "host_unreachable",
+            Self::NetworkUnreachable => "network_unreachable",
+            Self::ConnectionTimeout => "connection_timeout",
+            Self::NameNotResolved => "name_not_resolved",
+            Self::ForbiddenHost => "forbidden_host",
+            Self::RateLimited => "rate_limited",
+            Self::FlowControl => "flow_control",
+            Self::Cancelled => "cancelled",
+            Self::InternalError => "internal_error",
+        }
+    }
+
     /// A short human-readable description.
     pub fn describe(self) -> &'static str {
         match self {

@@ -5,10 +5,15 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::tunnel::agent::{self, AgentConfig};
+use crate::telemetry::endpoint;
+use crate::telemetry::process::ProcessCollector;
+use crate::tunnel::agent::telemetry::AgentCollector;
+use crate::tunnel::agent::{self, AgentConfig, AgentStats};
 
 /// How long tasks still on the runtime get once the agent has stopped.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -57,7 +62,26 @@ async fn serve(config: Arc<AgentConfig>) -> ExitCode {
         "agent starting"
     );
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(agent::run(config, shutdown.clone()));
+    let stats = Arc::new(AgentStats::default());
+    // Metrics stay up through the drain.
+    let stopped = CancellationToken::new();
+    if let Some(addr) = config.metrics_listen {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let mut registry = Registry::default();
+                registry.register_collector(Box::new(AgentCollector(stats.clone())));
+                registry.register_collector(Box::new(ProcessCollector));
+                tracing::info!(%addr, "metrics at http://{addr}/metrics");
+                let registry = Arc::new(registry);
+                tokio::spawn(endpoint::serve(listener, registry, None, stopped.clone()));
+            }
+            Err(e) => {
+                tracing::error!(%addr, "cannot listen for metrics: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let running = tokio::spawn(agent::run(config, stats, shutdown.clone()));
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
@@ -65,6 +89,7 @@ async fn serve(config: Arc<AgentConfig>) -> ExitCode {
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = running.await;
+    stopped.cancel();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -1,5 +1,6 @@
-//! The HTTP endpoint for `/metrics` (Prometheus text format) and `/stats` (plain text).
-//! It is unauthenticated, so it listens on loopback unless configured otherwise.
+//! The HTTP endpoint for `/metrics` (Prometheus text format) and `/stats` (plain text; the
+//! server's, the agent has none). It is unauthenticated, so it listens on loopback unless
+//! configured otherwise.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ const MAX_CLIENTS: usize = 32;
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
-    page: StatsPage,
+    page: Option<StatsPage>,
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
@@ -57,7 +58,7 @@ pub async fn serve(
 fn respond(
     request: &Request<Incoming>,
     registry: &Registry,
-    page: &StatsPage,
+    page: &Option<StatsPage>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
@@ -82,12 +83,23 @@ fn respond(
                 ),
             }
         }
-        "/stats" => text(StatusCode::OK, "text/plain; charset=utf-8", page.render()),
-        "/" => text(
+        "/stats" if page.is_some() => text(
             StatusCode::OK,
-            "text/plain",
-            "mtgate: see /metrics and /stats\n".into(),
+            "text/plain; charset=utf-8",
+            page.as_ref().map(StatsPage::render).unwrap_or_default(),
         ),
+        "/" => {
+            let pages = if page.is_some() {
+                "/metrics and /stats"
+            } else {
+                "/metrics"
+            };
+            text(
+                StatusCode::OK,
+                "text/plain",
+                format!("mtgate: see {pages}\n"),
+            )
+        }
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }

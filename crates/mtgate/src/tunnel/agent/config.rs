@@ -3,6 +3,7 @@
 //! error names the key at fault. `docs/tunnel-agent.md` documents every key.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,9 @@ pub struct RawAgentConfig {
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     #[serde(default = "defaults::log_level")]
     pub log_level: String,
+    /// Where to serve `/metrics` (unauthenticated: keep it on loopback or a private
+    /// network); none when unset.
+    pub metrics_listen: Option<String>,
 }
 
 /// One `[[open_ports]]` entry.
@@ -225,6 +229,8 @@ pub struct AgentConfig {
     pub udp_idle_timeout: Duration,
     /// Log filter.
     pub log_level: String,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The subprotocol of a codec.
@@ -344,6 +350,15 @@ impl AgentConfig {
                 ),
             ));
         }
+        let metrics_listen = match &raw.metrics_listen {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "metrics_listen",
+                    format!("{text:?}: expected an address and port, such as \"127.0.0.1:9465\""),
+                )
+            })?),
+        };
         Ok(Self {
             gateway,
             credentials,
@@ -362,6 +377,7 @@ impl AgentConfig {
             idle_timeout: raw.idle_timeout.0,
             udp_idle_timeout: raw.udp_idle_timeout.0,
             log_level: raw.log_level,
+            metrics_listen,
         })
     }
 }

@@ -357,3 +357,14 @@ fn the_shipped_example_is_valid_and_shows_the_defaults() {
     .unwrap();
     assert_eq!(format!("{example:?}"), format!("{minimal:?}"));
 }
+
+#[test]
+fn metrics_listen_is_an_address_or_absent() {
+    let base = "gateway = \"ws://127.0.0.1:1/\"\ntoken = \"t\"\n";
+    assert_eq!(AgentConfig::parse(base).unwrap().metrics_listen, None);
+    let with = AgentConfig::parse(&format!("{base}metrics_listen = \"[::1]:9465\"\n")).unwrap();
+    assert_eq!(with.metrics_listen, Some("[::1]:9465".parse().unwrap()));
+    let bad = AgentConfig::parse(&format!("{base}metrics_listen = \"localhost\"\n"));
+    let message = bad.unwrap_err().to_string();
+    assert!(message.contains("metrics_listen"), "{message}");
+}

@@ -11,7 +11,8 @@
 //! - [`target`]: dialing a target and mapping failures to wire codes;
 //! - [`stream`]: one stream's life (permit, dial, relay with half-close and idle timeout);
 //! - [`udp`]: UDP streams (a connected socket per stream, datagrams both ways);
-//! - [`run`]: the replica loops, reconnect backoff and the graceful drain.
+//! - [`run`]: the replica loops, reconnect backoff and the graceful drain;
+//! - [`telemetry`]: the agent's metrics, served at `metrics_listen`.
 
 pub mod config;
 pub mod dial;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod run;
 pub mod stream;
 pub mod target;
+pub mod telemetry;
 pub mod tls;
 pub mod udp;
 
@@ -29,3 +31,4 @@ mod config_tests;
 
 pub use config::AgentConfig;
 pub use run::run;
+pub use telemetry::AgentStats;

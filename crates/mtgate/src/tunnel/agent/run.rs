@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::config::AgentConfig;
 use super::dial::{self, GatewaySocket};
 use super::stream::StreamContext;
+use super::telemetry::{AgentStats, ConnectFailure};
 use crate::tunnel::mux::{Inbound, Mux, MuxConfig, Role};
 
 /// The reconnection schedule: a random pause in `[0, min(30 s, 0.5 s · 2ⁿ)]` after the n-th
@@ -46,8 +47,9 @@ struct Shared {
 }
 
 /// Runs the agent until `shutdown` fires, then drains: GOAWAY on every connection, open
-/// streams get up to `drain_timeout` to finish, the rest are reset.
-pub async fn run(config: Arc<AgentConfig>, shutdown: CancellationToken) {
+/// streams get up to `drain_timeout` to finish, the rest are reset. What happens is counted
+/// in `stats`.
+pub async fn run(config: Arc<AgentConfig>, stats: Arc<AgentStats>, shutdown: CancellationToken) {
     let mux_config = MuxConfig {
         // The agent answers RATE_LIMITED itself, so the mux's own cap must be higher.
         max_inbound_streams: MuxConfig::default()
@@ -66,6 +68,7 @@ pub async fn run(config: Arc<AgentConfig>, shutdown: CancellationToken) {
             idle_timeout: config.idle_timeout,
             udp_idle_timeout: config.udp_idle_timeout,
             hard_stop: CancellationToken::new(),
+            stats,
         },
         mux_config,
         tracker: TaskTracker::new(),
@@ -115,9 +118,13 @@ async fn replica(index: usize, shared: Arc<Shared>, shutdown: CancellationToken)
                 }
             }
             Err(e) if e.is_auth_failure() => {
+                shared.streams.stats.connect_failed(ConnectFailure::Auth);
                 tracing::error!(replica = index, "{e}; check username/password or token");
             }
-            Err(e) => tracing::warn!(replica = index, "{e}"),
+            Err(e) => {
+                shared.streams.stats.connect_failed(ConnectFailure::Other);
+                tracing::warn!(replica = index, "{e}");
+            }
         }
         if shutdown.is_cancelled() {
             return;
@@ -141,6 +148,7 @@ async fn session(
 ) {
     let config = &shared.config;
     let (mux, mut incoming) = Mux::start(ws, Role::Agent, config.codec, shared.mux_config.clone());
+    let _live = shared.streams.stats.connected(index, &mux);
     for port in &config.open_ports {
         let (mux, port) = (mux.clone(), port.clone());
         // Ends with the answer or when the connection closes.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::policy::Policy;
 use super::target::{self, DialFailure};
+use super::telemetry::AgentStats;
 use super::udp;
 use crate::inbound::proxy::touching::Touching;
 use crate::relay::ConnEntry;
@@ -37,6 +38,8 @@ pub struct StreamContext {
     pub udp_idle_timeout: Duration,
     /// Fires when the drain is over: streams still open are reset.
     pub hard_stop: CancellationToken,
+    /// Where refusals and UDP drops are counted.
+    pub stats: Arc<AgentStats>,
 }
 
 /// How a relay ended.
@@ -64,6 +67,7 @@ impl StreamContext {
             Ok(permit) => Some((open, permit)),
             Err(_) => {
                 tracing::debug!(target = %open.target().address, "refused: max_concurrent_conns reached");
+                self.stats.refused(ErrorCode::RateLimited);
                 open.reject(ErrorCode::RateLimited, "max_concurrent_conns reached");
                 None
             }
@@ -104,7 +108,15 @@ impl StreamContext {
         };
         let stream = open.accept();
         let id = stream.id();
-        let end = udp::relay(socket, stream, self.udp_idle_timeout, &self.hard_stop).await;
+        let drops = self.stats.udp_dropped();
+        let end = udp::relay(
+            socket,
+            stream,
+            self.udp_idle_timeout,
+            &self.hard_stop,
+            drops,
+        )
+        .await;
         tracing::debug!(
             stream = id,
             target = %target,
@@ -127,6 +139,7 @@ impl StreamContext {
         let dialed = tokio::select! {
             dialed = dialing => dialed,
             () = self.hard_stop.cancelled() => {
+                self.stats.refused(ErrorCode::Cancelled);
                 open.reject(ErrorCode::Cancelled, "agent shutting down");
                 return None;
             }
@@ -141,6 +154,7 @@ impl StreamContext {
                     reason = %failure.reason,
                     "OPEN refused"
                 );
+                self.stats.refused(failure.code);
                 open.reject(failure.code, &failure.reason);
                 None
             }

@@ -5,6 +5,7 @@
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mtgate_proto::address::Address;
@@ -76,13 +77,18 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// Moves datagrams between `socket` and `stream` until the gateway finishes the stream, it
 /// idles for `idle_timeout`, `stop` fires, or a side fails. Dropping the stream unfinished
-/// resets it.
+/// resets it. Each datagram dropped here also counts in `drops` as it happens.
 pub async fn relay(
     socket: UdpSocket,
     mut stream: MuxStream,
     idle_timeout: Duration,
     stop: &CancellationToken,
+    drops: &AtomicU64,
 ) -> UdpEnd {
+    let drop_one = |end: &mut UdpEnd| {
+        end.dropped += 1;
+        drops.fetch_add(1, Ordering::Relaxed);
+    };
     let mut end = UdpEnd::default();
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut last_active = Instant::now();
@@ -93,7 +99,7 @@ pub async fn relay(
                     last_active = Instant::now();
                     match stream.send_datagram(&buf[..n]) {
                         Ok(Ok(())) => end.to_gateway += 1,
-                        Ok(Err(_)) => end.dropped += 1,
+                        Ok(Err(_)) => drop_one(&mut end),
                         Err(_) => break "failed",
                     }
                 }
@@ -109,7 +115,7 @@ pub async fn relay(
                     match socket2::SockRef::from(&socket).send(&datagram) {
                         Ok(_) => end.to_target += 1,
                         Err(e) if e.kind() == ErrorKind::WouldBlock || transient(&e) => {
-                            end.dropped += 1;
+                            drop_one(&mut end);
                         }
                         Err(_) => break "failed",
                     }

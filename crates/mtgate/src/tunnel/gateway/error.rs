@@ -87,26 +87,8 @@ impl AgentError {
             Self::Busy { .. } => "busy",
             Self::Open(OpenError::Timeout) => "timeout",
             Self::Open(OpenError::Closed) => "closed",
-            Self::Open(OpenError::Refused { code, .. }) => code_name(*code),
+            Self::Open(OpenError::Refused { code, .. }) => code.label(),
         }
-    }
-}
-
-fn code_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::None => "none",
-        ErrorCode::AuthFailed => "auth_failed",
-        ErrorCode::InvalidMessage => "invalid_message",
-        ErrorCode::ConnectionRefused => "connection_refused",
-        ErrorCode::HostUnreachable => "host_unreachable",
-        ErrorCode::NetworkUnreachable => "network_unreachable",
-        ErrorCode::ConnectionTimeout => "connection_timeout",
-        ErrorCode::NameNotResolved => "name_not_resolved",
-        ErrorCode::ForbiddenHost => "forbidden_host",
-        ErrorCode::RateLimited => "rate_limited",
-        ErrorCode::FlowControl => "flow_control",
-        ErrorCode::Cancelled => "cancelled",
-        ErrorCode::InternalError => "internal_error",
     }
 }
 
