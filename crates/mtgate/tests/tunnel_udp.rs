@@ -305,7 +305,7 @@ async fn socks5_udp_through_an_agent_to_ipv4_and_ipv6_echoes() {
     assert_eq!(tunnel_streams(&server), 2, "one stream per destination");
     let stats = server.shared().gateways.get("gateway").unwrap().stats();
     assert!(
-        stats.datagrams_out >= 5 && stats.datagrams_in >= 5,
+        stats.traffic.datagrams_out >= 5 && stats.traffic.datagrams_in >= 5,
         "{stats:?}"
     );
     assert_eq!(

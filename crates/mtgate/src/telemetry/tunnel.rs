@@ -137,7 +137,8 @@ impl Collector for TunnelCollector {
             MetricType::Counter,
         )?;
         for (gateway, stats) in &snapshots {
-            for (direction, value) in [("in", stats.bytes_in), ("out", stats.bytes_out)] {
+            let t = &stats.traffic;
+            for (direction, value) in [("in", t.bytes_in), ("out", t.bytes_out)] {
                 let labels = DirectionLabels {
                     gateway: gateway.clone(),
                     direction,
@@ -153,9 +154,9 @@ impl Collector for TunnelCollector {
         )?;
         for (gateway, stats) in &snapshots {
             for (direction, value) in [
-                ("in", stats.datagrams_in),
-                ("out", stats.datagrams_out),
-                ("dropped", stats.datagrams_dropped),
+                ("in", stats.traffic.datagrams_in),
+                ("out", stats.traffic.datagrams_out),
+                ("dropped", stats.traffic.datagrams_dropped),
             ] {
                 let labels = DirectionLabels {
                     gateway: gateway.clone(),

@@ -23,7 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::tunnel::mux::{Mux, MuxStats};
+use crate::tunnel::mux::{Mux, MuxStats, Traffic};
 
 /// Why dialing the gateway failed, as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,25 +43,17 @@ impl ConnectFailure {
     }
 }
 
-/// Counters of connections that closed, summed.
+/// Counters of connections, summed.
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
     opens: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    datagrams_in: u64,
-    datagrams_out: u64,
-    datagrams_dropped: u64,
+    traffic: Traffic,
 }
 
 impl Totals {
     fn add(&mut self, s: &MuxStats) {
         self.opens += s.streams_total;
-        self.bytes_in += s.bytes_in;
-        self.bytes_out += s.bytes_out;
-        self.datagrams_in += s.datagrams_in;
-        self.datagrams_out += s.datagrams_out;
-        self.datagrams_dropped += s.datagrams_dropped;
+        self.traffic.add(s);
     }
 }
 
@@ -231,7 +223,8 @@ impl Collector for AgentCollector {
             None,
             MetricType::Counter,
         )?;
-        for (direction, n) in [("in", totals.bytes_in), ("out", totals.bytes_out)] {
+        let traffic = &totals.traffic;
+        for (direction, n) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
             let labels = DirectionLabels { direction };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
@@ -241,10 +234,10 @@ impl Collector for AgentCollector {
             None,
             MetricType::Counter,
         )?;
-        let dropped = totals.datagrams_dropped + stats.udp_dropped.load(Ordering::Relaxed);
+        let dropped = traffic.datagrams_dropped + stats.udp_dropped.load(Ordering::Relaxed);
         for (direction, n) in [
-            ("in", totals.datagrams_in),
-            ("out", totals.datagrams_out),
+            ("in", traffic.datagrams_in),
+            ("out", traffic.datagrams_out),
             ("dropped", dropped),
         ] {
             let labels = DirectionLabels { direction };

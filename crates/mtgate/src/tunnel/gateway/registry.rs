@@ -16,7 +16,7 @@ use mtgate_proto::tunnel::OpenTarget;
 use serde_json::{Value, json};
 
 pub use super::error::AgentError;
-use crate::tunnel::mux::{Mux, MuxStats, MuxStream, OpenError};
+use crate::tunnel::mux::{Mux, MuxStats, MuxStream, OpenError, Traffic};
 
 /// Who a replica is, for the admin API.
 #[derive(Debug, Clone)]
@@ -70,11 +70,8 @@ pub struct ReplicaId(u64);
 struct Totals {
     opens: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,
-    /// Bytes of connections that left.
-    gone_in: AtomicU64,
-    gone_out: AtomicU64,
-    /// Datagrams of connections that left: in, out, dropped.
-    gone_datagrams: [AtomicU64; 3],
+    /// Bytes and datagrams of connections that left.
+    gone: Mutex<Traffic>,
 }
 
 /// group → client id → replicas.
@@ -113,16 +110,9 @@ pub struct RegistryStats {
     pub opens: u64,
     /// Failed opens by code.
     pub failures: Vec<(&'static str, u64)>,
-    /// Bytes received from agents.
-    pub bytes_in: u64,
-    /// Bytes sent to agents.
-    pub bytes_out: u64,
-    /// Datagrams (UDP streams) received from agents.
-    pub datagrams_in: u64,
-    /// Datagrams sent to agents.
-    pub datagrams_out: u64,
-    /// Datagrams dropped here: too big, no window, or a full buffer.
-    pub datagrams_dropped: u64,
+    /// Bytes and datagrams (UDP streams) from agents (`in`) and to them (`out`); datagrams
+    /// dropped here: too big, no window, or a full buffer.
+    pub traffic: Traffic,
 }
 
 impl Registry {
@@ -188,16 +178,11 @@ impl Registry {
     }
 
     fn retire(&self, stats: &MuxStats) {
-        self.totals
-            .gone_in
-            .fetch_add(stats.bytes_in, Ordering::Relaxed);
-        self.totals
-            .gone_out
-            .fetch_add(stats.bytes_out, Ordering::Relaxed);
-        let [d_in, d_out, d_dropped] = &self.totals.gone_datagrams;
-        d_in.fetch_add(stats.datagrams_in, Ordering::Relaxed);
-        d_out.fetch_add(stats.datagrams_out, Ordering::Relaxed);
-        d_dropped.fetch_add(stats.datagrams_dropped, Ordering::Relaxed);
+        self.gone().add(stats);
+    }
+
+    fn gone(&self) -> std::sync::MutexGuard<'_, Traffic> {
+        self.totals.gone.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
@@ -364,11 +349,7 @@ impl Registry {
         let groups = self.lock();
         let mut out = RegistryStats {
             opens: self.totals.opens.load(Ordering::Relaxed),
-            bytes_in: self.totals.gone_in.load(Ordering::Relaxed),
-            bytes_out: self.totals.gone_out.load(Ordering::Relaxed),
-            datagrams_in: self.totals.gone_datagrams[0].load(Ordering::Relaxed),
-            datagrams_out: self.totals.gone_datagrams[1].load(Ordering::Relaxed),
-            datagrams_dropped: self.totals.gone_datagrams[2].load(Ordering::Relaxed),
+            traffic: *self.gone(),
             ..RegistryStats::default()
         };
         for (group, agents) in groups.iter() {
@@ -382,11 +363,7 @@ impl Registry {
                 let stats = replica.mux.stats();
                 row.connections += 1;
                 row.streams += stats.open_streams;
-                out.bytes_in += stats.bytes_in;
-                out.bytes_out += stats.bytes_out;
-                out.datagrams_in += stats.datagrams_in;
-                out.datagrams_out += stats.datagrams_out;
-                out.datagrams_dropped += stats.datagrams_dropped;
+                out.traffic.add(&stats);
             }
             out.groups.push(row);
         }
@@ -475,8 +452,8 @@ impl Registry {
             })).collect::<Vec<_>>(),
             "stream_opens_total": stats.opens,
             "stream_open_failures_total": stats.failures.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "bytes_in": stats.bytes_in,
-            "bytes_out": stats.bytes_out,
+            "bytes_in": stats.traffic.bytes_in,
+            "bytes_out": stats.traffic.bytes_out,
         })
     }
 }

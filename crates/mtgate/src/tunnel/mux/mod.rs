@@ -129,6 +129,32 @@ pub enum ListenError {
     Unsupported,
 }
 
+/// Bytes and datagrams, summed over connections (live ones, and those that closed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Stream payload bytes received.
+    pub bytes_in: u64,
+    /// Stream payload bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams dropped.
+    pub datagrams_dropped: u64,
+}
+
+impl Traffic {
+    /// Adds one connection's counts.
+    pub fn add(&mut self, s: &MuxStats) {
+        self.bytes_in += s.bytes_in;
+        self.bytes_out += s.bytes_out;
+        self.datagrams_in += s.datagrams_in;
+        self.datagrams_out += s.datagrams_out;
+        self.datagrams_dropped += s.datagrams_dropped;
+    }
+}
+
 /// Counters of one connection, read at any time.
 #[derive(Debug, Clone, Default)]
 pub struct MuxStats {
