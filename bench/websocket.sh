@@ -60,21 +60,30 @@ TOML
 mtgate=$!; pids+=("$mtgate")
 wait_port "$port_echo"; wait_port "$port_ws"
 
-printf '%-8s %-6s %-7s %-7s %10s %8s %14s %14s\n' path conns size window msgs/s MB/s "mtgate us/msg" "node us/msg"
+printf '%-8s %-6s %-7s %-7s %10s %8s %14s %14s  %s\n' path conns size window msgs/s MB/s "mtgate us/msg" "node us/msg" "target: >= 0.7x direct, mtgate us/msg < node's"
 for case in "200 16384 1" "200 64 1" "200 64 16"; do
     set -- $case
+    direct_rate=0
     for path in direct mtgate; do
         url="ws://127.0.0.1:$port_echo/"; [ "$path" = mtgate ] && url="ws://127.0.0.1:$port_ws/"
         m0="$(cpu "$mtgate")"; b0="$(cpu "$backend")"
         out="$(timeout $((seconds + 60)) node "$repo/bench/websocket/load.js" "$url" "$1" "$2" "$seconds" "$3")"
         m1="$(cpu "$mtgate")"; b1="$(cpu "$backend")"
-        python3 - "$out" "$path" "$m0" "$m1" "$b0" "$b1" <<'PY'
+        python3 - "$out" "$path" "$m0" "$m1" "$b0" "$b1" "$direct_rate" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1]); path = sys.argv[2]
 m = float(sys.argv[4]) - float(sys.argv[3]); b = float(sys.argv[6]) - float(sys.argv[5])
 n = max(r["messages"], 1)
 mt = f"{m / n * 1e6:.1f}" if path == "mtgate" else "-"
-print(f"{path:<8} {r['conns']:<6} {r['size']:<7} {r['window']:<7} {r['msgs_per_s']:>10} {r['mb_per_s']:>8} {mt:>14} {b / n * 1e6:>14.1f}")
+verdict = ""
+if path == "mtgate":
+    ratio = r["msgs_per_s"] / max(int(sys.argv[7]), 1)
+    met = ratio >= 0.7 and m / n < b / n
+    verdict = f"  {ratio:.2f}x: {'met' if met else 'MISSED'}"
+print(f"{path:<8} {r['conns']:<6} {r['size']:<7} {r['window']:<7} {r['msgs_per_s']:>10} {r['mb_per_s']:>8} {mt:>14} {b / n * 1e6:>14.1f}{verdict}")
 PY
+        if [ "$path" = direct ]; then
+            direct_rate="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["msgs_per_s"])' "$out")"
+        fi
     done
 done

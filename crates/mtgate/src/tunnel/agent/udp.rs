@@ -77,7 +77,8 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// Moves datagrams between `socket` and `stream` until the gateway finishes the stream, it
 /// idles for `idle_timeout`, `stop` fires, or a side fails. Dropping the stream unfinished
-/// resets it. Each datagram dropped here also counts in `drops` as it happens.
+/// resets it. A datagram the target's socket cannot take also counts in `drops` as it
+/// happens (the multiplexer counts those it drops itself).
 pub async fn relay(
     socket: UdpSocket,
     mut stream: MuxStream,
@@ -85,10 +86,6 @@ pub async fn relay(
     stop: &CancellationToken,
     drops: &AtomicU64,
 ) -> UdpEnd {
-    let drop_one = |end: &mut UdpEnd| {
-        end.dropped += 1;
-        drops.fetch_add(1, Ordering::Relaxed);
-    };
     let mut end = UdpEnd::default();
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut last_active = Instant::now();
@@ -99,7 +96,7 @@ pub async fn relay(
                     last_active = Instant::now();
                     match stream.send_datagram(&buf[..n]) {
                         Ok(Ok(())) => end.to_gateway += 1,
-                        Ok(Err(_)) => drop_one(&mut end),
+                        Ok(Err(_)) => end.dropped += 1,
                         Err(_) => break "failed",
                     }
                 }
@@ -115,7 +112,8 @@ pub async fn relay(
                     match socket2::SockRef::from(&socket).send(&datagram) {
                         Ok(_) => end.to_target += 1,
                         Err(e) if e.kind() == ErrorKind::WouldBlock || transient(&e) => {
-                            drop_one(&mut end);
+                            end.dropped += 1;
+                            drops.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(_) => break "failed",
                     }
