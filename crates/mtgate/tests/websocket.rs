@@ -269,6 +269,12 @@ async fn text_binary_fragments_and_subprotocols() {
     let listing = admin_get(admin, "/websockets").await;
     assert!(listing.contains(r#""path": "/echo/room""#), "{listing}");
     assert!(listing.contains(r#""protocol": "mb.v1""#), "{listing}");
+    // Metrics count messages as they pass, not when the session ends: the text, the binary,
+    // the fragmented "hello" and "headers" so far.
+    let metrics = http_get(server.metrics_addr().unwrap(), "/metrics").await;
+    let live =
+        r#"mtgate_websocket_messages_total{listener="websocket",direction="client_to_backend"} 4"#;
+    assert!(metrics.contains(live), "{metrics}");
 
     // A close is carried end to end and echoed.
     ws.write_frame(Frame::close(4000, b"bye")).await.unwrap();

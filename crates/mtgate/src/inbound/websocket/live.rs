@@ -142,13 +142,43 @@ pub struct LiveSession {
     pub down: Counters,
 }
 
-/// Messages and payload bytes one way.
-#[derive(Debug, Default)]
+/// Messages and payload bytes one way: the session's own counts (for the admin listing) and
+/// the listener's totals in `/metrics`, both updated as frames pass.
+#[derive(Debug)]
 pub struct Counters {
     /// Whole messages.
     pub messages: AtomicU64,
     /// Payload bytes.
     pub bytes: AtomicU64,
+    listener_messages: Counter,
+    listener_bytes: Counter,
+}
+
+impl Counters {
+    /// Zero counts, adding to `listener`'s totals for `direction` ("client_to_backend" or
+    /// "backend_to_client").
+    pub fn new(metrics: &WsMetrics, listener: &str, direction: &'static str) -> Self {
+        let labels = DirectionLabels {
+            listener: listener.to_owned(),
+            direction,
+        };
+        Self {
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            listener_messages: metrics.messages.get_or_create(&labels).clone(),
+            listener_bytes: metrics.bytes.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Counts a data frame of `len` payload bytes; `ends_message` when it was a message's last.
+    pub fn record(&self, len: usize, ends_message: bool) {
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.listener_bytes.inc_by(len as u64);
+        if ends_message {
+            self.messages.fetch_add(1, Ordering::Relaxed);
+            self.listener_messages.inc();
+        }
+    }
 }
 
 impl LiveSession {

@@ -39,7 +39,7 @@ use crate::server::Shared;
 use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
 use backend::BackendError;
 use handshake::Refusal;
-use live::{DirectionLabels, LiveSession};
+use live::{Counters, LiveSession};
 use message::MessageLimits;
 use session::{BoxWrite, Halves, Timing};
 
@@ -209,18 +209,6 @@ async fn serve(
             reason: ending.label(),
         })
         .inc();
-    for (direction, c) in [
-        ("client_to_backend", &live.up),
-        ("backend_to_client", &live.down),
-    ] {
-        let labels = DirectionLabels {
-            listener: service.name.clone(),
-            direction,
-        };
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        m.messages.get_or_create(&labels).inc_by(get(&c.messages));
-        m.bytes.get_or_create(&labels).inc_by(get(&c.bytes));
-    }
     tracing::debug!(listener = service.name, %peer, ending = ending.label(), "websocket session ended");
 }
 
@@ -331,8 +319,16 @@ async fn open(
         protocol: accepted.protocol,
         user: upgrade.user,
         started: tokio::time::Instant::now(),
-        up: Default::default(),
-        down: Default::default(),
+        up: Counters::new(
+            &shared.websocket.metrics,
+            &service.name,
+            "client_to_backend",
+        ),
+        down: Counters::new(
+            &shared.websocket.metrics,
+            &service.name,
+            "backend_to_client",
+        ),
     };
     // A plain TCP backend splits without a lock; TLS (wss://, an https:// hop) needs one.
     let (backend, in_flight) = match stream.into_tcp() {

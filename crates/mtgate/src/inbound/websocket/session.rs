@@ -451,10 +451,7 @@ async fn forward(
                     return DirectionEnd::WriteFailed;
                 }
                 queued = true;
-                counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                if ended {
-                    counters.messages.fetch_add(1, Ordering::Relaxed);
-                }
+                counters.record(len, ended);
                 activity.set();
             }
             OpCode::Close => {
