@@ -83,25 +83,26 @@ fn respond(
                 ),
             }
         }
-        "/stats" if page.is_some() => text(
+        "/stats" => match page {
+            Some(page) => text(StatusCode::OK, "text/plain; charset=utf-8", page.render()),
+            None => not_found(),
+        },
+        "/" if page.is_some() => text(
             StatusCode::OK,
-            "text/plain; charset=utf-8",
-            page.as_ref().map(StatsPage::render).unwrap_or_default(),
+            "text/plain",
+            "mtgate: see /metrics and /stats\n".into(),
         ),
-        "/" => {
-            let pages = if page.is_some() {
-                "/metrics and /stats"
-            } else {
-                "/metrics"
-            };
-            text(
-                StatusCode::OK,
-                "text/plain",
-                format!("mtgate: see {pages}\n"),
-            )
-        }
-        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        "/" => text(
+            StatusCode::OK,
+            "text/plain",
+            "mtgate: see /metrics\n".into(),
+        ),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -2,6 +2,7 @@
 //! endpoint that serves both (loopback by default).
 
 pub mod endpoint;
+pub mod families;
 pub mod metrics;
 pub mod pools;
 pub mod process;

@@ -13,13 +13,13 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
 use crate::tunnel::gateway::GatewaySet;
 use crate::tunnel::gateway::registry::{GroupStats, RegistryStats};
+use crate::tunnel::mux::Traffic;
+
+use super::families::{count, counters, gauges};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupLabels {
@@ -93,78 +93,60 @@ impl Collector for TunnelCollector {
                 |g| g.streams,
             ),
         ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (labels, g) in &groups {
-                let v = i64::try_from(value(g)).unwrap_or(i64::MAX);
-                ConstGauge::new(v).encode(family.encode_family(labels)?)?;
-            }
+            let rows = groups
+                .iter()
+                .map(|(labels, g)| (labels.clone(), count(value(g))));
+            gauges(&mut encoder, name, help, rows)?;
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "mtgate_tunnel_stream_opens",
-                "Streams opened through agents",
-                None,
-                MetricType::Counter,
-            )?;
-            for (gateway, stats) in &snapshots {
-                let labels = GatewayLabels {
+        let per_gateway = |gateway: &String| GatewayLabels {
+            gateway: gateway.clone(),
+        };
+        counters(
+            &mut encoder,
+            "mtgate_tunnel_stream_opens",
+            "Streams opened through agents",
+            snapshots
+                .iter()
+                .map(|(g, stats)| (per_gateway(g), stats.opens)),
+        )?;
+        let failures = snapshots.iter().flat_map(|(gateway, stats)| {
+            stats.failures.iter().map(move |(code, n)| {
+                let labels = CodeLabels {
                     gateway: gateway.clone(),
+                    code,
                 };
-                ConstCounter::new(stats.opens).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "mtgate_tunnel_stream_open_failures",
-                "Stream opens through agents that failed, by code",
-                None,
-                MetricType::Counter,
-            )?;
-            for (gateway, stats) in &snapshots {
-                for (code, count) in &stats.failures {
-                    let labels = CodeLabels {
+                (labels, *n)
+            })
+        });
+        counters(
+            &mut encoder,
+            "mtgate_tunnel_stream_open_failures",
+            "Stream opens through agents that failed, by code",
+            failures,
+        )?;
+        let by_direction = |rows: fn(&Traffic) -> Vec<(&'static str, u64)>| {
+            snapshots.iter().flat_map(move |(gateway, stats)| {
+                rows(&stats.traffic).into_iter().map(move |(direction, n)| {
+                    let labels = DirectionLabels {
                         gateway: gateway.clone(),
-                        code,
+                        direction,
                     };
-                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+                    (labels, n)
+                })
+            })
+        };
+        counters(
+            &mut encoder,
             "mtgate_tunnel_bytes",
             "Stream bytes through agents (in: from agents, out: to agents)",
-            None,
-            MetricType::Counter,
+            by_direction(|t| t.bytes_by_direction().to_vec()),
         )?;
-        for (gateway, stats) in &snapshots {
-            let t = &stats.traffic;
-            for (direction, value) in [("in", t.bytes_in), ("out", t.bytes_out)] {
-                let labels = DirectionLabels {
-                    gateway: gateway.clone(),
-                    direction,
-                };
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "mtgate_tunnel_datagrams",
             "Datagrams of UDP streams through agents (in, out, dropped)",
-            None,
-            MetricType::Counter,
+            by_direction(|t| t.datagrams_by_direction().to_vec()),
         )?;
-        for (gateway, stats) in &snapshots {
-            for (direction, value) in [
-                ("in", stats.traffic.datagrams_in),
-                ("out", stats.traffic.datagrams_out),
-                ("dropped", stats.traffic.datagrams_dropped),
-            ] {
-                let labels = DirectionLabels {
-                    gateway: gateway.clone(),
-                    direction,
-                };
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
-        }
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::telemetry::families::{count, counters, gauges};
 use crate::tunnel::mux::{Mux, MuxStats, Traffic};
 
 /// Why dialing the gateway failed, as a label.
@@ -155,94 +156,83 @@ impl Collector for AgentCollector {
             totals.add(s);
         }
         let open: usize = live.iter().map(|(_, s)| s.open_streams).sum();
-        let gauge = |n: usize| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        let e = &mut encoder;
 
-        gauge(live.len()).encode(encoder.encode_descriptor(
+        ConstGauge::new(count(live.len())).encode(e.encode_descriptor(
             "mtgate_agent_gateway_connections",
             "Connections to the gateway up now (replicas)",
             None,
             MetricType::Gauge,
         )?)?;
-        ConstCounter::new(stats.connects.load(Ordering::Relaxed)).encode(
-            encoder.encode_descriptor(
-                "mtgate_agent_gateway_connects",
-                "Connections to the gateway established",
-                None,
-                MetricType::Counter,
-            )?,
-        )?;
-        let mut family = encoder.encode_descriptor(
-            "mtgate_agent_gateway_connect_failures",
-            "Failed dials of the gateway, by reason (auth, other)",
+        ConstCounter::new(stats.connects.load(Ordering::Relaxed)).encode(e.encode_descriptor(
+            "mtgate_agent_gateway_connects",
+            "Connections to the gateway established",
             None,
             MetricType::Counter,
+        )?)?;
+        let failures = lock(&stats.connect_failures).clone();
+        counters(
+            e,
+            "mtgate_agent_gateway_connect_failures",
+            "Failed dials of the gateway, by reason (auth, other)",
+            failures
+                .into_iter()
+                .map(|(reason, n)| (ReasonLabels { reason }, n)),
         )?;
-        for (reason, n) in lock(&stats.connect_failures).iter() {
-            let labels = ReasonLabels { reason };
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        let rtts = live.iter().filter_map(|(replica, s)| {
+            let labels = ReplicaLabels {
+                replica: *replica as u64,
+            };
+            s.rtt.map(|rtt| (labels, rtt.as_secs_f64()))
+        });
+        gauges(
+            e,
             "mtgate_agent_gateway_rtt_seconds",
             "The last ping's round trip, by replica",
-            None,
-            MetricType::Gauge,
+            rtts,
         )?;
-        for (replica, s) in &live {
-            if let Some(rtt) = s.rtt {
-                let labels = ReplicaLabels {
-                    replica: *replica as u64,
-                };
-                ConstGauge::new(rtt.as_secs_f64()).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        gauge(open).encode(encoder.encode_descriptor(
+        ConstGauge::new(count(open)).encode(e.encode_descriptor(
             "mtgate_agent_streams_open",
             "Streams open now",
             None,
             MetricType::Gauge,
         )?)?;
-        ConstCounter::new(totals.opens).encode(encoder.encode_descriptor(
+        ConstCounter::new(totals.opens).encode(e.encode_descriptor(
             "mtgate_agent_stream_opens",
             "Streams the gateway opened through this agent",
             None,
             MetricType::Counter,
         )?)?;
-        let mut family = encoder.encode_descriptor(
+        let refusals = lock(&stats.refusals).clone();
+        counters(
+            e,
             "mtgate_agent_stream_refusals",
             "OPENs this agent answered with an error, by code",
-            None,
-            MetricType::Counter,
+            refusals
+                .into_iter()
+                .map(|(code, n)| (CodeLabels { code }, n)),
         )?;
-        for (code, n) in lock(&stats.refusals).iter() {
-            let labels = CodeLabels { code };
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        let mut t = totals.traffic;
+        t.datagrams_dropped += stats.udp_dropped.load(Ordering::Relaxed);
+        counters(
+            e,
             "mtgate_agent_bytes",
             "Stream bytes (in: from the gateway, out: to the gateway)",
-            None,
-            MetricType::Counter,
+            by_direction(t.bytes_by_direction()),
         )?;
-        let traffic = &totals.traffic;
-        for (direction, n) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
-            let labels = DirectionLabels { direction };
-            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        counters(
+            e,
             "mtgate_agent_datagrams",
             "UDP datagrams (in: from the gateway, out: to it, dropped: either way)",
-            None,
-            MetricType::Counter,
-        )?;
-        let dropped = traffic.datagrams_dropped + stats.udp_dropped.load(Ordering::Relaxed);
-        for (direction, n) in [
-            ("in", traffic.datagrams_in),
-            ("out", traffic.datagrams_out),
-            ("dropped", dropped),
-        ] {
-            let labels = DirectionLabels { direction };
-            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+            by_direction(t.datagrams_by_direction()),
+        )
     }
+}
+
+/// Rows of a per-direction family.
+fn by_direction<const N: usize>(
+    rows: [(&'static str, u64); N],
+) -> impl Iterator<Item = (DirectionLabels, u64)> {
+    rows.into_iter()
+        .map(|(direction, n)| (DirectionLabels { direction }, n))
 }

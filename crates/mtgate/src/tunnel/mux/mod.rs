@@ -153,6 +153,20 @@ impl Traffic {
         self.datagrams_out += s.datagrams_out;
         self.datagrams_dropped += s.datagrams_dropped;
     }
+
+    /// Bytes as metric rows: `in`, `out`.
+    pub fn bytes_by_direction(&self) -> [(&'static str, u64); 2] {
+        [("in", self.bytes_in), ("out", self.bytes_out)]
+    }
+
+    /// Datagrams as metric rows: `in`, `out`, `dropped`.
+    pub fn datagrams_by_direction(&self) -> [(&'static str, u64); 3] {
+        [
+            ("in", self.datagrams_in),
+            ("out", self.datagrams_out),
+            ("dropped", self.datagrams_dropped),
+        ]
+    }
 }
 
 /// Counters of one connection, read at any time.
