@@ -16,7 +16,7 @@ use mtgate::inbound::websocket::head_io::{read_request, read_response};
 use mtgate::inbound::websocket::prefixed::Prefixed;
 use mtgate::server::Server;
 use mtgate_proto::http1::Limits;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -315,6 +315,18 @@ async fn oversized_message_is_closed_with_1009() {
     let (code, reason) = expect_close(&mut ws).await;
     assert_eq!(code, 1009);
     assert_eq!(reason, "message exceeds 1048576 bytes");
+    // What the client still sends after the refusal is drained, not answered with a reset:
+    // once this side finishes, the connection ends with a plain EOF.
+    let mut raw = ws.into_inner();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = async {
+        raw.write_all(&vec![0x5a; 256 * 1024]).await?;
+        raw.shutdown().await?;
+        let mut rest = Vec::new();
+        raw.read_to_end(&mut rest).await
+    };
+    let ending = tokio::time::timeout(T, late).await;
+    assert!(matches!(ending, Ok(Ok(_))), "{ending:?}");
 
     // Over the limit in fragments too.
     let mut ws = ws_connect(addr, "/echo", "").await;

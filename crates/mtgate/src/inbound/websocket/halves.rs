@@ -1,12 +1,13 @@
-//! The two halves of a session's stream, with two switches the session needs and the frame
+//! The two halves of a session's stream, with two things the session needs and the frame
 //! library does not offer: send FIN at the next flush (so a close frame is read before the
-//! socket goes away), and discard everything read (to drain a peer after refusing a frame
-//! whose payload was never read, instead of resetting the connection on it).
+//! socket goes away), and take the read half back from the frame reader to drain a peer after
+//! refusing a frame whose payload was never read, instead of resetting the connection on it.
+//! (The frame reader may hold part of that payload in its buffer, and cannot skip it.)
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -14,41 +15,67 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Reads at most this many chunks per poll while draining, then yields.
 const DRAIN_ROUNDS: usize = 16;
 
-/// A read half that can be switched to discard its input until EOF.
+/// Size of the scratch buffer a drain reads into.
+const DRAIN_CHUNK: usize = 8192;
+
+/// A read half shared with a [`Drainer`].
 #[derive(Debug)]
 pub struct DrainRead<R> {
-    inner: R,
-    drain: Arc<AtomicBool>,
+    inner: Arc<Mutex<R>>,
+}
+
+/// Reads a [`DrainRead`]'s stream directly, discarding everything, once its frame reader is
+/// no longer used.
+#[derive(Debug)]
+pub struct Drainer<R> {
+    inner: Arc<Mutex<R>>,
 }
 
 impl<R> DrainRead<R> {
-    /// Wraps `inner`; setting `drain` turns reads into discarding until EOF.
-    pub fn new(inner: R, drain: Arc<AtomicBool>) -> Self {
-        Self { inner, drain }
+    /// Wraps `inner`, with the handle that can drain it.
+    pub fn new(inner: R) -> (Self, Drainer<R>) {
+        let inner = Arc::new(Mutex::new(inner));
+        let drainer = Drainer {
+            inner: inner.clone(),
+        };
+        (Self { inner }, drainer)
     }
+}
+
+fn lock<R>(inner: &Mutex<R>) -> MutexGuard<'_, R> {
+    inner.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for DrainRead<R> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.drain.load(Ordering::Relaxed) {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let mut scratch = [0u8; 8192];
-        for _ in 0..DRAIN_ROUNDS {
-            let mut sink = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut sink) {
-                // EOF: report it with nothing read.
-                Poll::Ready(Ok(())) if sink.filled().is_empty() => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(())) => {}
-                other => return other,
+        Pin::new(&mut *lock(&self.inner)).poll_read(cx, buf)
+    }
+}
+
+impl<R: AsyncRead + Unpin> Drainer<R> {
+    /// Reads and discards until the peer's EOF or a read error. Call it only once the frame
+    /// reader is done with the stream.
+    pub async fn until_eof(&self) {
+        let mut scratch = vec![0u8; DRAIN_CHUNK];
+        std::future::poll_fn(|cx| {
+            let mut inner = lock(&self.inner);
+            for _ in 0..DRAIN_ROUNDS {
+                let mut sink = ReadBuf::new(&mut scratch);
+                match Pin::new(&mut *inner).poll_read(cx, &mut sink) {
+                    Poll::Ready(Ok(())) if sink.filled().is_empty() => return Poll::Ready(()),
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::deadline::{poll_once, timed};
-use super::halves::{DrainRead, FinWrite};
+use super::halves::{DrainRead, Drainer, FinWrite};
 use super::live::LiveSession;
 use super::message::{MessageLimits, Tracker, Violation, check_close, codes};
 use super::prefixed::Prefixed;
@@ -139,7 +139,7 @@ struct Side {
     writer: Mutex<Writer>,
     awaiting_pong: AtomicBool,
     fin: Arc<AtomicBool>,
-    drain: Arc<AtomicBool>,
+    drainer: Drainer<BoxRead>,
     write_timeout: Duration,
 }
 
@@ -151,17 +151,15 @@ impl Side {
         write_timeout: Duration,
     ) -> (Reader, Self) {
         let Halves { read, write } = io;
-        let (fin, drain) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
+        let fin = Arc::new(AtomicBool::new(false));
+        let (read, drainer) = DrainRead::new(read);
         let role = if is_client {
             fastwebsockets::Role::Server
         } else {
             fastwebsockets::Role::Client
         };
         let (mut reader, writer) = fastwebsockets::after_handshake_split(
-            DrainRead::new(read, drain.clone()),
+            read,
             FinWrite::new(BufWriter::with_capacity(WRITE_BUFFER, write), fin.clone()),
             role,
         );
@@ -174,7 +172,7 @@ impl Side {
             writer: Mutex::new(writer),
             awaiting_pong: AtomicBool::new(false),
             fin,
-            drain,
+            drainer,
             write_timeout,
         };
         (reader, side)
@@ -481,8 +479,8 @@ async fn forward(
         to.close(told.code, &told.reason)
     );
     from.finish().await;
-    from.drain.store(true, Ordering::Relaxed);
-    let _ = tokio::time::timeout(close_timeout, reader.read_frame(&mut obligated)).await;
+    drop(reader);
+    let _ = tokio::time::timeout(close_timeout, from.drainer.until_eof()).await;
     DirectionEnd::Violated(violation)
 }
 
