@@ -16,6 +16,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DURATION="${DURATION:-4s}"
+# The same in seconds, for per-connection figures ("4s", "1500ms").
+DURATION_S="$(awk -v d="$DURATION" 'BEGIN { if (d ~ /ms$/) print substr(d, 1, length(d) - 2) / 1000; else { sub(/s$/, "", d); print d } }')"
 CONCURRENCY="${CONCURRENCY:-32}"
 BENCH="$ROOT/target/release/mtgate-bench"
 MTGATE="$ROOT/target/release/mtgate"
@@ -150,7 +152,7 @@ connection_rounds() {
   start_backends
   start_mtgate "$mtgate_port"; mtgate_pid="$BALANCER_PID"
   start_haproxy "$haproxy_port"; haproxy_pid="$BALANCER_PID"
-  local -A rates=() cpu=() failed=()
+  local -A rates=() cpu=() per_conn=() failed=()
   local round name port pid before after row
   for round in $(seq "$ROUNDS"); do
     for name in mtgate haproxy; do
@@ -161,6 +163,10 @@ connection_rounds() {
       after="$(cpu_seconds "$pid")"
       rates[$name]+="$(field "$row" connections_per_second) "
       cpu[$name]+="$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", a - b }') "
+      # CPU per proxied connection: both balancers get about the same CPU share of the two
+      # cores, so this is what sets the rate, and it drifts less with the machine.
+      per_conn[$name]+="$(awk -v a="$after" -v b="$before" -v r="$(field "$row" connections_per_second)" \
+        -v d="$DURATION_S" 'BEGIN { printf "%.0f", (a - b) * 1e6 / (r * d) }') "
       failed[$name]=$(( ${failed[$name]:-0} + $(field "$row" failed) ))
     done
   done
@@ -170,6 +176,7 @@ connection_rounds() {
     RESULT[$name.conn]="connections_per_second=$median failed=${failed[$name]}"
     RESULT[$name.rounds]="${rates[$name]% }"
     RESULT[$name.cpu]="$(tr ' ' '\n' <<<"${cpu[$name]}" | grep . | paste -sd/)"
+    RESULT[$name.per_conn]="$(tr ' ' '\n' <<<"${per_conn[$name]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
   done
   kill "$mtgate_pid" "$haproxy_pid" 2>/dev/null || true
   wait "$mtgate_pid" "$haproxy_pid" 2>/dev/null || true
@@ -221,6 +228,8 @@ for name in mtgate haproxy direct; do
 done
 printf '\nnew conn/s per round (alternating, median above): mtgate %s; haproxy %s\n' \
   "${RESULT[mtgate.rounds]}" "${RESULT[haproxy.rounds]}"
+printf 'balancer CPU per connection (median round): mtgate %s µs; haproxy %s µs\n' \
+  "${RESULT[mtgate.per_conn]}" "${RESULT[haproxy.per_conn]}"
 mtgate_rate="$(field "${RESULT[mtgate.conn]}" connections_per_second)"
 haproxy_rate="$(field "${RESULT[haproxy.conn]}" connections_per_second)"
 printf '\ntarget: mtgate new conn/s >= haproxy: %s (%s vs %s)\n' \

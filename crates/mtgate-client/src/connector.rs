@@ -102,7 +102,7 @@ pub(crate) async fn open(
                 "BIND and UDP ASSOCIATE need a SOCKS5 proxy",
             ));
         }
-        let tcp = dial(&target.host(), target.port(), options, &deadline).await?;
+        let tcp = dial(target, options, &deadline).await?;
         return Ok(Opened {
             transport: Transport::Tcp(tcp),
             leftover: Bytes::new(),
@@ -125,7 +125,8 @@ pub(crate) async fn open(
             }
         }
     };
-    let tcp = dial(first.host(), first.port(), options, &deadline)
+    let first_address = first.address().map_err(|e| at_hop(0)(e.into()))?;
+    let tcp = dial(&first_address, options, &deadline)
         .await
         .map_err(at_hop(0))?;
     let mut transport = Transport::Tcp(tcp);
@@ -168,10 +169,9 @@ pub(crate) async fn open(
     })
 }
 
-/// Resolves and dials `host:port` within the deadline.
+/// Dials `address` within the deadline, resolving it first when it is a name.
 async fn dial(
-    host: &str,
-    port: u16,
+    address: &Address,
     options: &ConnectOptions,
     deadline: &Deadline,
 ) -> Result<TcpStream, ConnectError> {
@@ -179,9 +179,13 @@ async fn dial(
         timeout: options.dial.timeout.min(deadline.remaining()),
         ..options.dial.clone()
     };
-    let result = deadline
-        .run(Stage::Connect, direct::connect(host, port, &dial))
-        .await;
+    let connecting = async {
+        match address {
+            Address::Socket(addr) => direct::connect_addrs(std::slice::from_ref(addr), &dial).await,
+            Address::Domain(host, port) => direct::connect(host, *port, &dial).await,
+        }
+    };
+    let result = deadline.run(Stage::Connect, connecting).await;
     // Report the attempt's budget, not the share that was left for dialling.
     result.map_err(|e| match e {
         ConnectError::Timeout { stage, .. } => ConnectError::Timeout {

@@ -161,11 +161,18 @@ async fn serve(client: TcpStream, peer: SocketAddr, connection: Connection) {
         return;
     };
     // The pool's own deadline bounds this; the kill switch ends it early at shutdown.
-    let key = match peer.ip().to_canonical() {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    let (v4, v6);
+    let key: &[u8] = match peer.ip().to_canonical() {
+        std::net::IpAddr::V4(ip) => {
+            v4 = ip.octets();
+            &v4
+        }
+        std::net::IpAddr::V6(ip) => {
+            v6 = ip.octets();
+            &v6
+        }
     };
-    let connecting = Box::pin(pool.pool.connect_any_keyed(&key));
+    let connecting = Box::pin(pool.pool.connect_any_keyed(key));
     let upstream = tokio::select! {
         r = connecting => r,
         () = entry.killed().cancelled() => {
