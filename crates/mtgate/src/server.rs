@@ -1,6 +1,7 @@
 //! The running server: binds every listener, runs the accept loops, the metrics endpoint and
 //! the memory evictor, applies reloads and drains on shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,52 +176,25 @@ impl Server {
         let connections = TaskTracker::new();
 
         // Bind everything before serving anything, so a bad address fails the start cleanly.
-        let mut listeners = Vec::new();
         let mut bound = Vec::new();
-        let mut services = Vec::new();
-        for listener_config in &config.mtproto {
-            let service = Arc::new(MtprotoService::new(listener_config.clone()));
-            for listener in bind_each(
-                &listener_config.name,
-                &listener_config.listen,
-                None,
-                &mut bound,
-            )? {
-                listeners.push((listener, service.clone()));
-            }
-            services.push(service);
+        let mut mtproto_bound = Bound::default();
+        for listener in &config.mtproto {
+            let service = MtprotoService::new(listener.clone());
+            mtproto_bound.bind(&listener.name, &listener.listen, None, service, &mut bound)?;
         }
-        let mut tcp_listeners = Vec::new();
-        let mut tcp_services = Vec::new();
-        for listener_config in &config.tcp {
-            let service = Arc::new(TcpService::new(listener_config.clone()));
-            for listener in bind_each(
-                &listener_config.name,
-                &listener_config.listen,
-                None,
-                &mut bound,
-            )? {
-                tcp_listeners.push((listener, service.clone()));
-            }
-            tcp_services.push(service);
+        let mut tcp_bound = Bound::default();
+        for listener in &config.tcp {
+            let service = TcpService::new(listener.clone());
+            tcp_bound.bind(&listener.name, &listener.listen, None, service, &mut bound)?;
         }
-        let (proxy_listeners, proxy_services) = bind_proxies(&config, &mut bound)?;
-        let mut ws_listeners = Vec::new();
-        let mut ws_services = Vec::new();
-        for listener_config in &config.websocket {
-            let service = Arc::new(WebsocketService::new(listener_config.clone()));
-            let backlog = listener_config.backlog;
-            for listener in bind_each(
-                &listener_config.name,
-                &listener_config.listen,
-                backlog,
-                &mut bound,
-            )? {
-                ws_listeners.push((listener, service.clone()));
-            }
-            ws_services.push(service);
+        let proxy_bound = bind_proxies(&config, &mut bound)?;
+        let mut ws_bound = Bound::default();
+        for listener in &config.websocket {
+            let service = WebsocketService::new(listener.clone());
+            let (name, addrs, backlog) = (&listener.name, &listener.listen, listener.backlog);
+            ws_bound.bind(name, addrs, backlog, service, &mut bound)?;
         }
-        let (gateway_listeners, gateway_services) = bind_gateways(&config, &shared, &mut bound)?;
+        let gateway_bound = bind_gateways(&config, &shared, &mut bound)?;
         let admin_listener = match &config.admin {
             Some(admin) => Some((
                 bind_one("admin", admin.listen, None)?,
@@ -237,51 +211,12 @@ impl Server {
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-        for (listener, service) in listeners {
-            tokio::spawn(mtproto::accept_loop(
-                listener,
-                service,
-                shared.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            ));
-        }
-        for (listener, service) in tcp_listeners {
-            tokio::spawn(tcp::accept_loop(
-                listener,
-                service,
-                shared.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            ));
-        }
-        for (listener, service) in proxy_listeners {
-            tokio::spawn(crate::inbound::proxy::accept_loop(
-                listener,
-                service,
-                shared.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            ));
-        }
-        for (listener, service) in ws_listeners {
-            tokio::spawn(websocket::accept_loop(
-                listener,
-                service,
-                shared.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            ));
-        }
-        for (listener, service) in gateway_listeners {
-            tokio::spawn(crate::inbound::gateway::accept_loop(
-                listener,
-                service,
-                shared.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            ));
-        }
+        let serving = (&shared, &stop_accepting, &connections);
+        let services = mtproto_bound.serve(mtproto::accept_loop, serving);
+        let tcp_services = tcp_bound.serve(tcp::accept_loop, serving);
+        let proxy_services = proxy_bound.serve(crate::inbound::proxy::accept_loop, serving);
+        let ws_services = ws_bound.serve(websocket::accept_loop, serving);
+        let gateway_services = gateway_bound.serve(crate::inbound::gateway::accept_loop, serving);
         if let Some((listener, token)) = admin_listener {
             tokio::spawn(crate::admin::serve(
                 listener,
@@ -508,90 +443,102 @@ fn bind_one(name: &str, addr: SocketAddr, backlog: Option<u32>) -> Result<TcpLis
     })
 }
 
-/// Binds every address of the listener `name`, recording the addresses really bound (with the
-/// ports picked for port 0) in `bound`.
-fn bind_each(
-    name: &str,
-    addrs: &[SocketAddr],
-    backlog: Option<u32>,
-    bound: &mut Vec<(String, SocketAddr)>,
-) -> Result<Vec<TcpListener>, StartError> {
-    addrs
-        .iter()
-        .map(|addr| {
-            let listener = bind_one(name, *addr, backlog)?;
-            bound.push((name.to_owned(), listener.local_addr().unwrap_or(*addr)));
-            Ok(listener)
-        })
-        .collect()
+/// One kind of listener, bound and not yet serving: each socket with the service behind it.
+struct Bound<S> {
+    listeners: Vec<(TcpListener, Arc<S>)>,
+    services: Vec<Arc<S>>,
 }
 
-/// A bound gateway listener and its service.
-type BoundGateway = (TcpListener, Arc<crate::inbound::gateway::GatewayService>);
+impl<S> Default for Bound<S> {
+    fn default() -> Self {
+        Self {
+            listeners: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+}
+
+/// What every accept loop is started with: the shared state, the signal to stop accepting and
+/// the tracker of connection tasks.
+type Serving<'a> = (&'a Arc<Shared>, &'a CancellationToken, &'a TaskTracker);
+
+impl<S: Send + Sync + 'static> Bound<S> {
+    /// Binds every address of the listener `name` for `service`, recording the addresses
+    /// really bound (with the ports picked for port 0) in `bound`.
+    fn bind(
+        &mut self,
+        name: &str,
+        addrs: &[SocketAddr],
+        backlog: Option<u32>,
+        service: S,
+        bound: &mut Vec<(String, SocketAddr)>,
+    ) -> Result<(), StartError> {
+        let service = Arc::new(service);
+        for addr in addrs {
+            let listener = bind_one(name, *addr, backlog)?;
+            bound.push((name.to_owned(), listener.local_addr().unwrap_or(*addr)));
+            self.listeners.push((listener, service.clone()));
+        }
+        self.services.push(service);
+        Ok(())
+    }
+
+    /// Starts one accept loop per socket; gives back the services for reloads.
+    fn serve<F, Fut>(self, accept_loop: F, (shared, stop, tracker): Serving<'_>) -> Vec<Arc<S>>
+    where
+        F: Fn(TcpListener, Arc<S>, Arc<Shared>, CancellationToken, TaskTracker) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        for (listener, service) in self.listeners {
+            let accepting = accept_loop(
+                listener,
+                service,
+                shared.clone(),
+                stop.clone(),
+                tracker.clone(),
+            );
+            tokio::spawn(accepting);
+        }
+        self.services
+    }
+}
 
 /// Binds the tunnel gateways; their agents join the registries in `shared`.
 fn bind_gateways(
     config: &Config,
     shared: &Shared,
     bound: &mut Vec<(String, SocketAddr)>,
-) -> Result<
-    (
-        Vec<BoundGateway>,
-        Vec<Arc<crate::inbound::gateway::GatewayService>>,
-    ),
-    StartError,
-> {
-    let mut listeners = Vec::new();
-    let mut services = Vec::new();
+) -> Result<Bound<crate::inbound::gateway::GatewayService>, StartError> {
+    let mut gateways = Bound::default();
     for gateway in &config.gateway {
         let Some(registry) = shared.gateways.get(&gateway.name) else {
             continue;
         };
-        let service = Arc::new(crate::inbound::gateway::GatewayService::new(
-            gateway.clone(),
-            registry.clone(),
-        ));
-        for listener in bind_each(&gateway.name, &gateway.listen, None, bound)? {
-            listeners.push((listener, service.clone()));
-        }
-        services.push(service);
+        let service =
+            crate::inbound::gateway::GatewayService::new(gateway.clone(), registry.clone());
+        gateways.bind(&gateway.name, &gateway.listen, None, service, bound)?;
     }
-    Ok((listeners, services))
+    Ok(gateways)
 }
-
-/// A bound proxy listener and its service.
-type BoundProxy = (TcpListener, Arc<crate::inbound::proxy::ProxyService>);
 
 /// Binds the SOCKS5, HTTP and mixed listeners; says loudly when one is an open proxy.
 fn bind_proxies(
     config: &Config,
     bound: &mut Vec<(String, SocketAddr)>,
-) -> Result<
-    (
-        Vec<BoundProxy>,
-        Vec<Arc<crate::inbound::proxy::ProxyService>>,
-    ),
-    StartError,
-> {
-    let mut listeners = Vec::new();
-    let mut services = Vec::new();
-    for listener_config in &config.proxies {
-        let service = Arc::new(crate::inbound::proxy::ProxyService::new(
-            listener_config.clone(),
-        ));
-        for listener in bind_each(&listener_config.name, &listener_config.listen, None, bound)? {
-            listeners.push((listener, service.clone()));
-        }
-        if listener_config.users.is_empty() && listener_config.exposed() {
+) -> Result<Bound<crate::inbound::proxy::ProxyService>, StartError> {
+    let mut proxies = Bound::default();
+    for listener in &config.proxies {
+        let service = crate::inbound::proxy::ProxyService::new(listener.clone());
+        proxies.bind(&listener.name, &listener.listen, None, service, bound)?;
+        if listener.users.is_empty() && listener.exposed() {
             tracing::warn!(
-                listener = listener_config.name,
-                addrs = ?listener_config.listen,
+                listener = listener.name,
+                addrs = ?listener.listen,
                 "OPEN PROXY: this listener accepts anyone who can reach it, without a password (open = true)"
             );
         }
-        services.push(service);
     }
-    Ok((listeners, services))
+    Ok(proxies)
 }
 
 /// Closes the longest-idle connections while relay buffers hold more than their cap.
