@@ -81,13 +81,14 @@ impl ProxyStream {
     }
 
     pub(crate) fn attach_lease(&mut self, lease: Lease) {
-        self.info.pool_member = Some(lease.member_name().to_owned());
         self.lease = Some(lease);
     }
 
     /// A snapshot of the connection's facts and byte counters.
     pub fn info(&self) -> ConnectionInfo {
         let mut info = self.info.clone();
+        // Named when asked for, not on every connection a pool makes.
+        info.pool_member = self.lease.as_ref().map(|l| l.member_name().to_owned());
         let tcp = self.transport.tcp();
         info.local_addr = tcp.local_addr().ok();
         info.peer_addr = tcp.peer_addr().ok();

@@ -298,9 +298,11 @@ impl Pool {
             if give_up_at.is_some_and(|at| Instant::now() >= at) {
                 break;
             }
-            tried.push(member.clone());
+            // `tried` is filled only when a member fails, so that the common path, a first
+            // attempt that succeeds, allocates nothing for it.
             let Some(lease) = Lease::try_new(member.clone()) else {
                 // It reached its cap since it was chosen: not an attempt, choose again.
+                tried.push(member);
                 continue;
             };
             if attempts > 0
@@ -352,6 +354,7 @@ impl Pool {
                 }
                 Err(error) => {
                     drop(lease);
+                    tried.push(member.clone());
                     inner.failures.push(FailureRecord {
                         at: std::time::SystemTime::now(),
                         member: member.name().to_owned(),
