@@ -1,5 +1,6 @@
 //! Listeners: one accept loop per listener kind.
 
+pub mod full;
 pub mod gateway;
 pub mod http;
 pub mod mtproto;

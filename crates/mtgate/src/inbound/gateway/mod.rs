@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use mtgate_proto::tunnel::ErrorCode;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Lockout;
 use crate::config::gateway::GatewayConfig;
 use crate::gate::{Gate, Pass};
+use crate::inbound::full::FullAnswers;
 use crate::server::Shared;
 use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
 use crate::tunnel::gateway::auth::{self, Chain};
@@ -131,6 +131,7 @@ pub async fn accept_loop(
     let labels = ListenerLabels {
         listener: service.name.clone(),
     };
+    let full = FullAnswers::default();
     loop {
         let Some((stream, peer)) =
             crate::listener::accept_until(&listener, &stop, &service.name).await
@@ -142,8 +143,8 @@ pub async fn accept_loop(
         let Some(passes) = passes else {
             service.count(&shared, Refusal::Busy.label());
             tracing::debug!(gateway = service.name, %peer, "agent refused: max_agents");
-            let tls = service.tls.clone();
-            tracker.spawn(refuse_busy(stream, tls));
+            let answer = Refusal::Busy.response();
+            full.send(stream, service.tls.clone(), answer, &tracker);
             continue;
         };
         tracker.spawn(serve(
@@ -155,27 +156,6 @@ pub async fn accept_loop(
             stop.clone(),
         ));
     }
-}
-
-/// Answers 503 (over TLS for wss), off the accept loop.
-async fn refuse_busy(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
-    let answer = Refusal::Busy.response();
-    let writing = async {
-        match tls {
-            None => {
-                let mut stream = stream;
-                let _ = stream.write_all(&answer).await;
-                let _ = stream.shutdown().await;
-            }
-            Some(tls) => {
-                if let Ok(mut s) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
-                    let _ = s.write_all(&answer).await;
-                    let _ = s.shutdown().await;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT * 2, writing).await;
 }
 
 async fn serve(

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::websocket::WebsocketListenerConfig;
 use crate::gate::{Gate, Pass};
+use crate::inbound::full::FullAnswers;
 use crate::server::Shared;
 use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
 use backend::BackendError;
@@ -95,6 +96,7 @@ pub async fn accept_loop(
     let labels = ListenerLabels {
         listener: service.name.clone(),
     };
+    let full = FullAnswers::default();
     loop {
         let Some((stream, peer)) =
             crate::listener::accept_until(&listener, &stop, &service.name).await
@@ -105,13 +107,13 @@ pub async fn accept_loop(
         let passes = shared.admit(&labels, &service.gate, limit);
         let Some(passes) = passes else {
             count(&shared, &service, Refusal::Busy.label());
-            // A short answer, off the accept loop, so a full listener says why.
-            tracker.spawn(async move {
-                let mut stream = stream;
-                let answer = Refusal::Busy.response();
-                let writing = stream.write_all(&answer);
-                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, writing).await;
-            });
+            // A short answer, so a full listener says why.
+            full.send(
+                stream,
+                service.tls.clone(),
+                Refusal::Busy.response(),
+                &tracker,
+            );
             continue;
         };
         tracker.spawn(serve(
