@@ -19,7 +19,7 @@ use crate::outbound::proxy_header;
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{Passthrough, RelayEnd, relay};
 use crate::server::Shared;
-use crate::telemetry::metrics::{DirectionLabels, ListenerLabels, ReasonLabels};
+use crate::telemetry::metrics::{DirectionLabels, ListenerLabels};
 
 /// Time to write the PROXY header and bytes the backend sent early.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,14 +93,7 @@ pub async fn accept_loop(
 }
 
 fn count(shared: &Shared, service: &TcpService, reason: &'static str) {
-    shared
-        .metrics
-        .connections_refused
-        .get_or_create(&ReasonLabels {
-            listener: service.name.clone(),
-            reason,
-        })
-        .inc();
+    shared.metrics.refused(&service.name, reason);
 }
 
 /// The listener's metric handles, looked up once instead of once per connection.

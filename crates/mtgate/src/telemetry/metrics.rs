@@ -223,4 +223,13 @@ impl Metrics {
         );
         m
     }
+
+    /// Counts a connection that `listener` turned away, and why.
+    pub fn refused(&self, listener: &str, reason: &'static str) {
+        let labels = ReasonLabels {
+            listener: listener.to_owned(),
+            reason,
+        };
+        self.connections_refused.get_or_create(&labels).inc();
+    }
 }

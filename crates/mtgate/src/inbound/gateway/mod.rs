@@ -26,7 +26,7 @@ use crate::config::gateway::GatewayConfig;
 use crate::gate::{Gate, Pass};
 use crate::inbound::full::FullAnswers;
 use crate::server::Shared;
-use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
+use crate::telemetry::metrics::ListenerLabels;
 use crate::tunnel::gateway::auth::{self, Chain};
 use crate::tunnel::gateway::handshake::Refusal;
 use crate::tunnel::gateway::registry::{Registry, ReplicaInfo};
@@ -88,14 +88,7 @@ impl GatewayService {
     }
 
     fn count(&self, shared: &Shared, reason: &'static str) {
-        shared
-            .metrics
-            .connections_refused
-            .get_or_create(&ReasonLabels {
-                listener: self.name.clone(),
-                reason,
-            })
-            .inc();
+        shared.metrics.refused(&self.name, reason);
     }
 }
 

@@ -140,15 +140,7 @@ pub async fn accept_loop(
             .unwrap_or(usize::MAX);
         let passes = shared.admit(&labels, &service.gate, limit);
         let Some(passes) = passes else {
-            let refused = ReasonLabels {
-                listener: service.name.clone(),
-                reason: "connection_limit",
-            };
-            shared
-                .metrics
-                .connections_refused
-                .get_or_create(&refused)
-                .inc();
+            shared.metrics.refused(&service.name, "connection_limit");
             tracing::debug!(listener = service.name, %peer, "connection limit reached");
             continue;
         };

@@ -14,7 +14,7 @@ use super::service::ProxyService;
 use crate::gate::Pass;
 use crate::inbound::{http, socks5};
 use crate::server::Shared;
-use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
+use crate::telemetry::metrics::ListenerLabels;
 
 /// Accepts connections on `listener` until `stop` fires.
 pub async fn accept_loop(
@@ -36,14 +36,7 @@ pub async fn accept_loop(
         let limit = service.state().config.max_connections.unwrap_or(usize::MAX);
         let passes = shared.admit(&labels, &service.gate, limit);
         let Some(passes) = passes else {
-            shared
-                .metrics
-                .connections_refused
-                .get_or_create(&ReasonLabels {
-                    listener: service.name().to_owned(),
-                    reason: "connection_limit",
-                })
-                .inc();
+            shared.metrics.refused(service.name(), "connection_limit");
             tracing::debug!(listener = service.name(), %peer, "connection limit reached");
             continue;
         };

@@ -37,7 +37,7 @@ use crate::config::websocket::WebsocketListenerConfig;
 use crate::gate::{Gate, Pass};
 use crate::inbound::full::FullAnswers;
 use crate::server::Shared;
-use crate::telemetry::metrics::{ListenerLabels, ReasonLabels};
+use crate::telemetry::metrics::ListenerLabels;
 use backend::BackendError;
 use handshake::Refusal;
 use live::{Counters, LiveSession};
@@ -128,14 +128,7 @@ pub async fn accept_loop(
 }
 
 fn count(shared: &Shared, service: &WebsocketService, reason: &'static str) {
-    shared
-        .metrics
-        .connections_refused
-        .get_or_create(&ReasonLabels {
-            listener: service.name.clone(),
-            reason,
-        })
-        .inc();
+    shared.metrics.refused(&service.name, reason);
 }
 
 /// What the handshake phase produced.
