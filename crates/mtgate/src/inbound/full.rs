@@ -88,26 +88,33 @@ mod tests {
         (clients, accepted)
     }
 
-    fn test_tls() -> Arc<rustls::ServerConfig> {
+    /// A TLS server configuration with a fresh certificate for 127.0.0.1, and a client
+    /// configuration that trusts it.
+    fn test_tls() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
         use rustls::pki_types::pem::PemObject;
         let (cert, key) = crate::commands::cert::generate(&["127.0.0.1".into()]).unwrap();
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(certs, key)
+            .with_single_cert(vec![der.clone()], key)
             .unwrap();
-        Arc::new(config)
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
     }
 
     #[tokio::test]
     async fn past_the_cap_a_refused_client_is_closed_at_once() {
-        let tls = test_tls();
+        let (tls, _) = test_tls();
         let answers = FullAnswers::default();
         let tracker = TaskTracker::new();
         let (mut clients, accepted) = silent_clients(PENDING_ANSWERS + 8).await;
@@ -159,5 +166,30 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, b"HTTP/1.1 503 Busy\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_reads_the_answer_over_tls() {
+        let (server, client) = test_tls();
+        let answers = FullAnswers::default();
+        let tracker = TaskTracker::new();
+        let (clients, accepted) = silent_clients(1).await;
+        let stream = accepted.into_iter().next().unwrap();
+        let answer = b"HTTP/1.1 503 Service Unavailable\r\n\r\n".to_vec();
+        answers.send(stream, Some(server), answer.clone(), &tracker);
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tcp = clients.into_iter().next().unwrap();
+        let connecting = tokio_rustls::TlsConnector::from(client).connect(name, tcp);
+        let mut tls = tokio::time::timeout(Duration::from_secs(2), connecting)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = Vec::new();
+        let reading = tls.read_to_end(&mut got);
+        tokio::time::timeout(Duration::from_secs(2), reading)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, answer);
     }
 }
