@@ -40,7 +40,8 @@ impl BindListener {
                 "BIND needs a SOCKS5 proxy as the last hop",
             ));
         }
-        let mut opened = connector::open(chain.hops(), &peer, Finish::Bind, options).await?;
+        let mut opened =
+            connector::open(chain.hops(), &peer, Finish::Bind, options, options.timeout).await?;
         let mut bound = opened.bound.take().unwrap_or_else(Address::unspecified);
         // A server listening on all interfaces reports zeros: the proxy's own address is
         // where peers reach it.

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use mtgate_proto::address::Address;
 
 use crate::bind::BindListener;
 use crate::connector::{self, ConnectOptions, Finish};
@@ -64,8 +67,18 @@ impl Chain {
         options: &ConnectOptions,
     ) -> Result<ProxyStream, ConnectError> {
         let target = target.into_target()?;
-        let opened = connector::open(&self.hops, &target, Finish::Connect, options).await?;
-        Ok(opened.into_stream(self.hops.clone(), target))
+        self.connect_within(&target, options, options.timeout).await
+    }
+
+    /// [`Chain::connect_with`] within `budget` instead of `options.timeout`.
+    pub(crate) async fn connect_within(
+        &self,
+        target: &Address,
+        options: &ConnectOptions,
+        budget: Duration,
+    ) -> Result<ProxyStream, ConnectError> {
+        let opened = connector::open(&self.hops, target, Finish::Connect, options, budget).await?;
+        Ok(opened.into_stream(self.hops.clone(), target.clone()))
     }
 
     /// Asks the last hop (a SOCKS5 proxy) to listen for one connection from `peer` (SOCKS5

@@ -87,16 +87,18 @@ impl Opened {
     }
 }
 
-/// Connects to `target` through `hops` (directly when there are none).
+/// Connects to `target` through `hops` (directly when there are none), within `budget`
+/// (usually `options.timeout`).
 pub(crate) async fn open(
     hops: &[Proxy],
     target: &Address,
     finish: Finish,
     options: &ConnectOptions,
+    budget: Duration,
 ) -> Result<Opened, ConnectError> {
     let started = Instant::now();
-    let deadline = Deadline::after(options.timeout);
-    let Some(first) = hops.first() else {
+    let deadline = Deadline::after(budget);
+    if hops.is_empty() {
         if finish != Finish::Connect {
             return Err(ConnectError::Unsupported(
                 "BIND and UDP ASSOCIATE need a SOCKS5 proxy",
@@ -110,6 +112,32 @@ pub(crate) async fn open(
             deadline,
             started,
         });
+    }
+    // The proxy handshakes and TLS make a large state machine. Boxed, they leave a direct
+    // connection's future small, and with it every pool connect and task that waits on one.
+    let (transport, leftover, bound) =
+        Box::pin(through_hops(hops, target, finish, options, &deadline)).await?;
+    Ok(Opened {
+        transport,
+        leftover,
+        bound,
+        deadline,
+        started,
+    })
+}
+
+/// The tunnel through `hops` (at least one): the TCP connection to the first, each hop's
+/// handshake towards the next (TLS where a hop is `https://`), and the last one's towards
+/// `target`. Gives the transport, bytes read past the last reply, and the bound address.
+async fn through_hops(
+    hops: &[Proxy],
+    target: &Address,
+    finish: Finish,
+    options: &ConnectOptions,
+    deadline: &Deadline,
+) -> Result<(Transport, Bytes, Option<Address>), ConnectError> {
+    let Some(first) = hops.first() else {
+        return Err(ConnectError::Unsupported("a chain of no proxies"));
     };
     let at_hop = |index: usize| {
         let many = hops.len() > 1;
@@ -126,12 +154,12 @@ pub(crate) async fn open(
         }
     };
     let first_address = first.address().map_err(|e| at_hop(0)(e.into()))?;
-    let tcp = dial(&first_address, options, &deadline)
+    let tcp = dial(&first_address, options, deadline)
         .await
         .map_err(at_hop(0))?;
     let mut transport = Transport::Tcp(tcp);
     if first.kind() == Kind::Https {
-        transport = tls::wrap(transport, first.host(), options.tls.as_ref(), &deadline)
+        transport = tls::wrap(transport, first.host(), options.tls.as_ref(), deadline)
             .await
             .map_err(at_hop(0))?;
     }
@@ -147,7 +175,7 @@ pub(crate) async fn open(
             None => (target.clone(), finish),
         };
         let mut hs = HandshakeIo::new(&mut transport, leftover);
-        bound = step(&mut hs, hop, command, next, &deadline)
+        bound = step(&mut hs, hop, command, next, deadline)
             .await
             .map_err(at_hop(index))?;
         leftover = hs.into_leftover();
@@ -155,18 +183,12 @@ pub(crate) async fn open(
             && next.kind() == Kind::Https
         {
             transport = transport.rewound(std::mem::take(&mut leftover));
-            transport = tls::wrap(transport, next.host(), options.tls.as_ref(), &deadline)
+            transport = tls::wrap(transport, next.host(), options.tls.as_ref(), deadline)
                 .await
                 .map_err(at_hop(index + 1))?;
         }
     }
-    Ok(Opened {
-        transport,
-        leftover,
-        bound,
-        deadline,
-        started,
-    })
+    Ok((transport, leftover, bound))
 }
 
 /// Dials `address` within the deadline, resolving it first when it is a name.
@@ -179,21 +201,21 @@ async fn dial(
         timeout: options.dial.timeout.min(deadline.remaining()),
         ..options.dial.clone()
     };
-    let connecting = async {
-        match address {
-            Address::Socket(addr) => direct::connect_addrs(std::slice::from_ref(addr), &dial).await,
-            Address::Domain(host, port) => direct::connect(host, *port, &dial).await,
-        }
+    // `dial.timeout` is what is left of the deadline, and the dialler keeps to it: no second
+    // timer around it (this future sits in every pool connect, so its size counts too).
+    let result = match address {
+        Address::Socket(addr) => direct::connect_addrs(std::slice::from_ref(addr), &dial).await,
+        // Resolution is a large future and rarer on hot paths: boxed.
+        Address::Domain(host, port) => Box::pin(direct::connect(host, *port, &dial)).await,
     };
-    let result = deadline.run(Stage::Connect, connecting).await;
     // Report the attempt's budget, not the share that was left for dialling.
-    result.map_err(|e| match e {
-        ConnectError::Timeout { stage, .. } => ConnectError::Timeout {
+    match result {
+        Err(ConnectError::Timeout { stage, .. }) => Err(ConnectError::Timeout {
             stage,
             after: deadline.budget,
-        },
+        }),
         other => other,
-    })
+    }
 }
 
 /// One hop's handshake: asks `hop` to do `finish` towards `next`.

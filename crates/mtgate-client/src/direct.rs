@@ -122,6 +122,13 @@ pub async fn connect_addrs(
                 },
             });
     }
+    // Boxed: the race is a large future, and most dials have one address.
+    Box::pin(race(addrs, options)).await
+}
+
+/// Races `addrs` (several) happy-eyeballs style: the next one starts when the previous
+/// failed or after the stagger delay; the first to connect wins.
+async fn race(addrs: &[SocketAddr], options: &DialOptions) -> Result<TcpStream, ConnectError> {
     let deadline = Instant::now() + options.timeout;
     let ordered = interleave(addrs, options.prefer_ipv6);
     if ordered.is_empty() {

@@ -49,7 +49,14 @@ impl Socks5Datagram {
         }
         // We do not know our address as the proxy sees it: zeros ask it to accept any source.
         let any = Address::unspecified();
-        let opened = connector::open(chain.hops(), &any, Finish::UdpAssociate, options).await?;
+        let opened = connector::open(
+            chain.hops(),
+            &any,
+            Finish::UdpAssociate,
+            options,
+            options.timeout,
+        )
+        .await?;
         let deadline = opened.deadline;
         let relay = match opened.bound.clone() {
             Some(Address::Socket(addr)) if !addr.ip().is_unspecified() => addr,

@@ -243,14 +243,19 @@ impl Pool {
     }
 
     /// Connects to a member's own destination (pools of [`Upstream::backend`] members).
-    pub async fn connect_any(&self) -> Result<ProxyStream, ConnectError> {
-        self.connect_inner(None, None).await
+    pub fn connect_any(&self) -> impl Future<Output = Result<ProxyStream, ConnectError>> + '_ {
+        self.connect_inner(None, None)
     }
 
     /// [`Pool::connect_any`] with a key for the keyed strategies (e.g. the client's address,
-    /// for IP-hash stickiness).
-    pub async fn connect_any_keyed(&self, key: &[u8]) -> Result<ProxyStream, ConnectError> {
-        self.connect_inner(None, Some(stable_hash(key))).await
+    /// for IP-hash stickiness). The key is hashed at once, not borrowed.
+    pub fn connect_any_keyed(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<ProxyStream, ConnectError>> + '_ {
+        // No `async` wrapper: the caller awaits `connect_inner`'s future itself, one state
+        // machine less in every connect (callers such as the tcp listener box it).
+        self.connect_inner(None, Some(stable_hash(key)))
     }
 
     async fn connect_inner(
@@ -268,7 +273,9 @@ impl Pool {
         let mut tried: Vec<Arc<Member>> = Vec::new();
         let mut attempts = 0u32;
         let mut round = 0u32;
-        let mut last_error = None;
+        // Boxed, as `Exhausted` wants it: the slot costs a pointer, not a whole error, in
+        // every connect's future.
+        let mut last_error: Option<Box<ConnectError>> = None;
         while attempts < policy.max_attempts {
             let members = inner.members.load_full();
             if !members.iter().any(|m| m.in_rotation()) {
@@ -314,35 +321,28 @@ impl Pool {
             }
             attempts += 1;
             let started = Instant::now();
-            let destination = member.config.destination.clone().or_else(|| target.clone());
+            let destination = member.config.destination.as_ref().or(target.as_ref());
             let Some(destination) = destination else {
                 return Err(ConnectError::Unsupported(
                     "connect_any needs members with a destination",
                 ));
             };
             // An attempt never outlives the overall retry deadline.
-            let capped;
-            let options = match give_up_at {
-                Some(at) => {
-                    capped = ConnectOptions {
-                        timeout: inner
-                            .options
-                            .timeout
-                            .min(at.saturating_duration_since(Instant::now())),
-                        ..inner.options.clone()
-                    };
-                    &capped
-                }
-                None => &inner.options,
+            let options = &inner.options;
+            let budget = match give_up_at {
+                Some(at) => options.timeout.min(at.saturating_duration_since(started)),
+                None => options.timeout,
             };
-            let connected = member.config.chain.connect_with(destination, options).await;
+            let chain = &member.config.chain;
+            let connected = chain.connect_within(destination, options, budget).await;
             let connected = match (connected, &member.config.tls) {
                 (Ok(stream), Some(tls)) => {
                     let deadline = Deadline {
-                        at: started + options.timeout,
-                        budget: options.timeout,
+                        at: started + budget,
+                        budget,
                     };
-                    crate::tls::wrap_backend(stream, tls, &deadline).await
+                    // Boxed: a TLS handshake's future would make every pool connect large.
+                    Box::pin(crate::tls::wrap_backend(stream, tls, &deadline)).await
                 }
                 (connected, _) => connected,
             };
@@ -367,16 +367,18 @@ impl Pool {
                         Blame::Target | Blame::Caller => return Err(error),
                     }
                     tracing::debug!(member = %member.name(), attempt = attempts, error = ?error, "pool attempt failed");
-                    last_error = Some(error);
+                    last_error = Some(Box::new(error));
                 }
             }
         }
         Err(ConnectError::Exhausted {
             attempts,
-            last: Box::new(last_error.unwrap_or(ConnectError::Timeout {
-                stage: crate::Stage::Connect,
-                after: policy.deadline.unwrap_or_default(),
-            })),
+            last: last_error.unwrap_or_else(|| {
+                Box::new(ConnectError::Timeout {
+                    stage: crate::Stage::Connect,
+                    after: policy.deadline.unwrap_or_default(),
+                })
+            }),
         })
     }
 
