@@ -98,7 +98,7 @@ pub(crate) async fn open(
 ) -> Result<Opened, ConnectError> {
     let started = Instant::now();
     let deadline = Deadline::after(budget);
-    if hops.is_empty() {
+    let Some(first) = hops.first() else {
         if finish != Finish::Connect {
             return Err(ConnectError::Unsupported(
                 "BIND and UDP ASSOCIATE need a SOCKS5 proxy",
@@ -112,11 +112,13 @@ pub(crate) async fn open(
             deadline,
             started,
         });
-    }
+    };
     // The proxy handshakes and TLS make a large state machine. Boxed, they leave a direct
     // connection's future small, and with it every pool connect and task that waits on one.
-    let (transport, leftover, bound) =
-        Box::pin(through_hops(hops, target, finish, options, &deadline)).await?;
+    let (transport, leftover, bound) = Box::pin(through_hops(
+        first, hops, target, finish, options, &deadline,
+    ))
+    .await?;
     Ok(Opened {
         transport,
         leftover,
@@ -126,19 +128,17 @@ pub(crate) async fn open(
     })
 }
 
-/// The tunnel through `hops` (at least one): the TCP connection to the first, each hop's
-/// handshake towards the next (TLS where a hop is `https://`), and the last one's towards
+/// The tunnel through `hops`, of which `first` is the first: the TCP connection to it, each
+/// hop's handshake towards the next (TLS where a hop is `https://`), and the last one's towards
 /// `target`. Gives the transport, bytes read past the last reply, and the bound address.
 async fn through_hops(
+    first: &Proxy,
     hops: &[Proxy],
     target: &Address,
     finish: Finish,
     options: &ConnectOptions,
     deadline: &Deadline,
 ) -> Result<(Transport, Bytes, Option<Address>), ConnectError> {
-    let Some(first) = hops.first() else {
-        return Err(ConnectError::Unsupported("a chain of no proxies"));
-    };
     let at_hop = |index: usize| {
         let many = hops.len() > 1;
         move |source: ConnectError| {

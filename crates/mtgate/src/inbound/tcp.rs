@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::pool::TcpListenerConfig;
 use crate::gate::{Gate, Pass};
-use crate::outbound::proxy_header;
+use crate::outbound::{ClientKey, proxy_header};
 use crate::relay::pump::{RelayContext, write_all};
 use crate::relay::{Passthrough, RelayEnd, relay};
 use crate::server::Shared;
@@ -154,18 +154,8 @@ async fn serve(client: TcpStream, peer: SocketAddr, connection: Connection) {
         return;
     };
     // The pool's own deadline bounds this; the kill switch ends it early at shutdown.
-    let (v4, v6);
-    let key: &[u8] = match peer.ip().to_canonical() {
-        std::net::IpAddr::V4(ip) => {
-            v4 = ip.octets();
-            &v4
-        }
-        std::net::IpAddr::V6(ip) => {
-            v6 = ip.octets();
-            &v6
-        }
-    };
-    let connecting = Box::pin(pool.pool.connect_any_keyed(key));
+    let key = ClientKey::new(peer.ip());
+    let connecting = Box::pin(pool.pool.connect_any_keyed(key.as_bytes()));
     let upstream = tokio::select! {
         r = connecting => r,
         () = entry.killed().cancelled() => {

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::websocket::WebsocketListenerConfig;
 use crate::gate::{Gate, Pass};
 use crate::inbound::full::FullAnswers;
+use crate::outbound::ClientKey;
 use crate::server::Shared;
 use crate::telemetry::metrics::ListenerLabels;
 use backend::BackendError;
@@ -258,11 +259,8 @@ async fn open(
         let _ = refuse(&mut client.write, refuse_with(Refusal::BadGateway)).await;
         return None;
     };
-    let key = match peer.ip().to_canonical() {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    let mut stream = match pool.pool.connect_any_keyed(&key).await {
+    let key = ClientKey::new(peer.ip());
+    let mut stream = match pool.pool.connect_any_keyed(key.as_bytes()).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::info!(listener = service.name, pool = upgrade.route.pool, %peer, error = %e, "no backend");
